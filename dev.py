@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""One entry point for a fresh clone: creates `.venv`, installs the locked dependencies, runs a task.
+"""One entry point for a fresh clone: creates `.venv`, installs the locked dependencies and runs
+a task.
 
     python3 dev.py run        the main job (see README)
     python3 dev.py test       lint, format check, mypy --strict and the whole test suite
@@ -31,7 +32,7 @@ def _venv_python() -> Path:
 
 
 def _lock_digest() -> str:
-    # The project metadata is part of the digest so a new console script or package is installed too.
+    # The project metadata is in the digest so a new console script or package gets installed too.
     h = hashlib.sha256(LOCK.read_bytes())
     h.update((ROOT / "pyproject.toml").read_bytes())
     return h.hexdigest()

@@ -1,7 +1,7 @@
 """The model catalog: which models, sizes and durations a server owner offers, and what they cost.
 
-The catalog is configuration (a JSON file), not code, because every backend that speaks the Videos API
-serves different models at different prices. The bundled default mirrors the spec's values.
+The catalog is configuration (a JSON file), not code, because every backend that speaks the Videos
+API serves different models at different prices. The bundled default mirrors the spec's values.
 """
 
 from __future__ import annotations
@@ -16,14 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.api.models import parse_size
 
-# Amounts are held as integer micro-dollars in the ledger so sums are exact; Decimal is the catalog's unit.
+# Amounts are integer micro-dollars in the ledger so sums are exact; the catalog file uses Decimal.
 MICROS_PER_DOLLAR = 1_000_000
-
-SIZE_SHAPES = {
-    "landscape": lambda w, h: w > h,
-    "portrait": lambda w, h: h > w,
-    "square": lambda w, h: w == h,
-}
 
 
 class CatalogError(ValueError):
@@ -121,7 +115,7 @@ class Catalog(BaseModel):
 def size_label(size: str) -> str:
     """'1280x720' -> '1280x720 (landscape)' for choice menus."""
     w, h = parse_size(size)
-    shape = next(name for name, test in SIZE_SHAPES.items() if test(w, h))
+    shape = "landscape" if w > h else "portrait" if h > w else "square"
     return f"{size} ({shape})"
 
 
@@ -148,7 +142,9 @@ def load_catalog(path: Path | None = None) -> Catalog:
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
-        raise CatalogError(f"catalog {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise CatalogError(
+            f"catalog {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -6,6 +6,7 @@ line naming the setting (see `load_settings`), never a traceback.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -27,8 +28,6 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import json
-
             return json.loads(text)
         return [p.strip() for p in text.split(",") if p.strip()]
     return value
@@ -41,8 +40,6 @@ def _parse_headers(value: object) -> object:
         if not text:
             return {}
         if text.startswith("{"):
-            import json
-
             return json.loads(text)
         headers: dict[str, str] = {}
         for part in text.split(";"):
@@ -64,6 +61,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
+        # `NAME=` in .env means "not set": the default applies, as .env.example relies on.
+        env_ignore_empty=True,
         extra="ignore",
         case_sensitive=False,
     )
@@ -134,7 +133,11 @@ class Settings(BaseSettings):
     def _case_insensitive(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        return value.upper() if value.lower() in {"debug", "info", "warning", "error"} else value.lower()
+        return (
+            value.upper()
+            if value.lower() in {"debug", "info", "warning", "error"}
+            else value.lower()
+        )
 
     @property
     def uses_simulator(self) -> bool:
