@@ -1,0 +1,167 @@
+"""The money ledger: append-only entries in two accounts, 'held' and 'spent'.
+
+reserve: held +X.  refund: held -X.  settle: held -X and spent +X.
+A job's open hold is the sum of its held entries; refund and settle move only what is still
+held, so repeating either (a retry after a crash) changes nothing. Usage for quotas is
+held + spent.
+
+Every entry of a job carries `charged_at`, the time the job was reserved, and windows select
+on it. Selecting on the entry's own time would let a refund (or the held half of a settle)
+that falls inside a window cancel a reservation made before it, pushing usage below zero and
+handing out budget nobody refunded.
+
+These functions run inside a transaction the caller holds (see Database.transaction).
+"""
+
+from __future__ import annotations
+
+import enum
+
+import aiosqlite
+
+from bot.store.db import execute, fetch_all, fetch_value
+from bot.store.records import Account, Job, JobBalance, LedgerEntry, LedgerReason
+
+_INSERT = """
+    INSERT INTO ledger (at, charged_at, job_id, user_id, guild_id, account, amount_micros, reason)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+class AnyGuild(enum.Enum):
+    """Marker for 'no guild filter', distinct from None (which is the pool of DM usage)."""
+
+    ANY = enum.auto()
+
+
+ANY_GUILD = AnyGuild.ANY
+
+
+async def _append(
+    conn: aiosqlite.Connection,
+    job: Job,
+    *,
+    at: float,
+    account: Account,
+    amount: int,
+    reason: LedgerReason,
+) -> None:
+    await execute(
+        conn,
+        _INSERT,
+        (at, job.created_at, job.id, job.user_id, job.guild_id, account, amount, reason),
+    )
+
+
+async def open_hold(conn: aiosqlite.Connection, job_id: int) -> int:
+    value = await fetch_value(
+        conn,
+        "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE job_id = ? AND account = 'held'",
+        (job_id,),
+    )
+    return int(value)
+
+
+async def reserve(conn: aiosqlite.Connection, job: Job, at: float) -> None:
+    # Written even for a free job, so every job has exactly one reserve entry to audit against.
+    await _append(conn, job, at=at, account="held", amount=job.cost_micros, reason="reserve")
+
+
+async def refund(conn: aiosqlite.Connection, job: Job, at: float) -> int:
+    """Release what the job still holds; the amount released (0 if nothing was held)."""
+    hold = await open_hold(conn, job.id)
+    if hold > 0:
+        await _append(conn, job, at=at, account="held", amount=-hold, reason="refund")
+    return max(hold, 0)
+
+
+async def settle(conn: aiosqlite.Connection, job: Job, at: float) -> int:
+    """Turn what the job still holds into spending; the amount settled."""
+    hold = await open_hold(conn, job.id)
+    if hold > 0:
+        await _append(conn, job, at=at, account="held", amount=-hold, reason="settle")
+        await _append(conn, job, at=at, account="spent", amount=hold, reason="settle")
+    return max(hold, 0)
+
+
+_USAGE = "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE charged_at >= ?"
+# Static statements (chosen, never assembled) so each can use its index.
+_USAGE_ALL = _USAGE
+_USAGE_USER = _USAGE + " AND user_id = ?"
+_USAGE_GUILD = _USAGE + " AND guild_id IS ?"
+_USAGE_USER_GUILD = _USAGE + " AND user_id = ? AND guild_id IS ?"
+
+
+async def usage(
+    conn: aiosqlite.Connection,
+    *,
+    since: float,
+    user_id: int | None = None,
+    guild_id: int | AnyGuild | None = ANY_GUILD,
+) -> int:
+    """held + spent of requests made at or after `since`, for one user and/or one guild
+    (guild None = DMs), or for everyone."""
+    if user_id is None and guild_id is ANY_GUILD:
+        value = await fetch_value(conn, _USAGE_ALL, (since,))
+    elif guild_id is ANY_GUILD:
+        value = await fetch_value(conn, _USAGE_USER, (since, user_id))
+    elif user_id is None:
+        value = await fetch_value(conn, _USAGE_GUILD, (since, guild_id))
+    else:
+        value = await fetch_value(conn, _USAGE_USER_GUILD, (since, user_id, guild_id))
+    return int(value)
+
+
+async def top_spenders(
+    conn: aiosqlite.Connection, *, guild_id: int | AnyGuild | None, since: float, limit: int
+) -> list[tuple[int, int]]:
+    if guild_id is ANY_GUILD:
+        rows = await fetch_all(
+            conn,
+            """
+            SELECT user_id, SUM(amount_micros) AS used FROM ledger WHERE charged_at >= ?
+            GROUP BY user_id HAVING used > 0 ORDER BY used DESC, user_id LIMIT ?
+            """,
+            (since, limit),
+        )
+    else:
+        rows = await fetch_all(
+            conn,
+            """
+            SELECT user_id, SUM(amount_micros) AS used FROM ledger
+            WHERE charged_at >= ? AND guild_id IS ?
+            GROUP BY user_id HAVING used > 0 ORDER BY used DESC, user_id LIMIT ?
+            """,
+            (since, guild_id, limit),
+        )
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
+async def balances(conn: aiosqlite.Connection) -> dict[Account, int]:
+    rows = await fetch_all(
+        conn, "SELECT account, SUM(amount_micros) FROM ledger GROUP BY account", ()
+    )
+    found = {str(r[0]): int(r[1]) for r in rows}
+    return {"held": found.get("held", 0), "spent": found.get("spent", 0)}
+
+
+async def sum_by_job(conn: aiosqlite.Connection) -> dict[int, JobBalance]:
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT job_id,
+               COALESCE(SUM(CASE WHEN account = 'held' THEN amount_micros END), 0),
+               COALESCE(SUM(CASE WHEN account = 'spent' THEN amount_micros END), 0)
+        FROM ledger GROUP BY job_id ORDER BY job_id
+        """,
+        (),
+    )
+    return {int(r[0]): JobBalance(int(r[1]), int(r[2])) for r in rows}
+
+
+async def entries(conn: aiosqlite.Connection, job_id: int | None = None) -> list[LedgerEntry]:
+    if job_id is None:
+        rows = await fetch_all(conn, "SELECT * FROM ledger ORDER BY id", ())
+    else:
+        rows = await fetch_all(conn, "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+    return [LedgerEntry.model_validate(dict(r)) for r in rows]

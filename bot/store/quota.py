@@ -1,0 +1,175 @@
+"""The checks of an atomic check-and-reserve. Which limits apply and their numbers are policy,
+decided elsewhere; this measures usage against them, inside the caller's transaction, after
+applying the guild's quota overrides (read in the same transaction, so an override changed at
+the same moment is either wholly seen or not at all).
+
+Overrides (table `quota_overrides`) are matched to limits by name, in the request's guild, for
+the requesting user or any of the roles the caller says the user has:
+
+- A user override decides alone; otherwise the most generous of the role overrides applies
+  (exempt beats any ceiling, else the highest `max_micros`; one without `max_micros` keeps the
+  default ceiling). So an override can lift a ceiling or lower it.
+- `exempt` skips the limit; `max_micros` replaces a spend limit's ceiling.
+- The limit names 'active_jobs' and 'cooldown' can be overridden with `exempt` only.
+- Never for a 'bot'-scope limit (the owner's bot-wide ceiling is not a guild's to lift), nor for
+  a request from a DM (overrides are per guild).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+
+import aiosqlite
+
+from bot.store import jobs, kv, ledger
+from bot.store.ledger import ANY_GUILD, AnyGuild
+from bot.store.records import NewJob, QuotaOverride, Refusal, SpendLimit
+
+ACTIVE_JOBS_LIMIT = "active_jobs"
+COOLDOWN_LIMIT = "cooldown"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """What overrides make of one named limit for one request."""
+
+    exempt: bool = False
+    # The ceilings of the chosen overrides; None stands for the default ceiling.
+    ceilings: tuple[int | None, ...] = ()
+
+    def ceiling(self, default: int) -> int:
+        if not self.ceilings:
+            return default
+        return max(default if c is None else c for c in self.ceilings)
+
+
+class Overrides:
+    """The overrides that match one request (user or role, guild), by limit name."""
+
+    def __init__(self, found: Sequence[QuotaOverride], user_id: int) -> None:
+        self._by_name: dict[str, Applied] = {}
+        for name in {o.limit_name for o in found}:
+            mine = [o for o in found if o.limit_name == name]
+            user = [o for o in mine if o.target_kind == "user" and o.target_id == user_id]
+            chosen = user or [o for o in mine if o.target_kind == "role"]
+            if chosen:
+                self._by_name[name] = Applied(
+                    exempt=any(o.exempt for o in chosen),
+                    ceilings=tuple(o.max_micros for o in chosen),
+                )
+
+    def for_limit(self, name: str) -> Applied:
+        return self._by_name.get(name, Applied())
+
+
+NO_OVERRIDES = Overrides((), 0)
+
+
+async def load_overrides(
+    conn: aiosqlite.Connection, new: NewJob, role_ids: Collection[int]
+) -> Overrides:
+    if new.guild_id is None:
+        return NO_OVERRIDES
+    roles = set(role_ids)
+    found = [
+        o
+        for o in await kv.list_quota_overrides(conn, new.guild_id)
+        if (o.target_kind == "user" and o.target_id == new.user_id)
+        or (o.target_kind == "role" and o.target_id in roles)
+    ]
+    return Overrides(found, new.user_id)
+
+
+def _guild_filter(limit: SpendLimit, new: NewJob) -> int | AnyGuild | None:
+    if limit.scope == "guild":
+        return limit.guild_id if limit.guild_id is not None else new.guild_id
+    return ANY_GUILD if limit.guild_id is None else limit.guild_id
+
+
+def applies(limit: SpendLimit, new: NewJob) -> bool:
+    # A limit restricted to one guild says nothing about a request made elsewhere (adding that
+    # request's cost to the other guild's usage would compare unrelated numbers).
+    return limit.guild_id is None or limit.guild_id == new.guild_id
+
+
+def with_overrides(limit: SpendLimit, overrides: Overrides) -> SpendLimit | None:
+    """The limit as it applies to this request; None if the request is exempt from it."""
+    if limit.scope == "bot":
+        return limit
+    applied = overrides.for_limit(limit.name)
+    if applied.exempt:
+        return None
+    ceiling = applied.ceiling(limit.max_micros)
+    return limit if ceiling == limit.max_micros else dataclasses.replace(limit, max_micros=ceiling)
+
+
+async def spend_refusal(
+    conn: aiosqlite.Connection, new: NewJob, cost_micros: int, limit: SpendLimit
+) -> Refusal | None:
+    if not applies(limit, new):
+        return None
+    used = await ledger.usage(
+        conn,
+        since=limit.since,
+        user_id=new.user_id if limit.scope == "user" else None,
+        guild_id=_guild_filter(limit, new),
+    )
+    if used + cost_micros <= limit.max_micros:
+        return None
+    return Refusal(
+        kind="spend",
+        limit_name=limit.name,
+        used_micros=used,
+        max_micros=limit.max_micros,
+        cost_micros=cost_micros,
+        resets_at=limit.resets_at,
+    )
+
+
+async def check_request(
+    conn: aiosqlite.Connection,
+    new: NewJob,
+    cost_micros: int,
+    limits: Sequence[SpendLimit],
+    *,
+    max_active_per_user: int | None,
+    cooldown_seconds: float | None,
+    now: float,
+    role_ids: Collection[int] = (),
+) -> Refusal | None:
+    """The first reason to refuse, most lasting first (a spend limit outlives a busy slot,
+    which outlives a cooldown), so the user is not told to wait for nothing."""
+    overrides = await load_overrides(conn, new, role_ids)
+    for default in limits:
+        limit = with_overrides(default, overrides)
+        if limit is None:
+            continue
+        refusal = await spend_refusal(conn, new, cost_micros, limit)
+        if refusal is not None:
+            return refusal
+    if overrides.for_limit(ACTIVE_JOBS_LIMIT).exempt:
+        max_active_per_user = None
+    if overrides.for_limit(COOLDOWN_LIMIT).exempt:
+        cooldown_seconds = None
+    if max_active_per_user is not None:
+        active = await jobs.count_active(conn, new.user_id)
+        if active >= max_active_per_user:
+            return Refusal(
+                kind="active",
+                limit_name=ACTIVE_JOBS_LIMIT,
+                active_jobs=active,
+                max_active=max_active_per_user,
+            )
+    if cooldown_seconds is not None and cooldown_seconds > 0:
+        last = await jobs.last_request_at(conn, new.user_id)
+        if last is not None and last + cooldown_seconds > now:
+            # Clamped: if the clock stepped back, still never ask for more than one cooldown.
+            wait = min(cooldown_seconds, last + cooldown_seconds - now)
+            return Refusal(
+                kind="cooldown",
+                limit_name=COOLDOWN_LIMIT,
+                resets_at=now + wait,
+                retry_after=wait,
+            )
+    return None

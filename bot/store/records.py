@@ -1,0 +1,195 @@
+"""Row and value types of the store: plain data, no SQL, no Discord, no HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobKind = Literal["create", "remix", "edit", "extend"]
+JobState = Literal["creating", "queued_local", "running", "succeeded", "failed"]
+DeliveryState = Literal["pending", "claimed", "done"]
+Account = Literal["held", "spent"]
+LedgerReason = Literal["reserve", "refund", "settle"]
+LimitScope = Literal["user", "guild", "bot"]
+TargetKind = Literal["user", "role"]
+RefusalKind = Literal["spend", "active", "cooldown"]
+
+ACTIVE_STATES: tuple[JobState, ...] = ("creating", "queued_local", "running")
+FINISHED_STATES: tuple[JobState, ...] = ("succeeded", "failed")
+
+
+class StoreError(Exception):
+    """Base of the store's own errors."""
+
+
+class JobNotFound(StoreError, LookupError):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"no job {job_id}")
+        self.job_id = job_id
+
+
+class InvalidTransition(StoreError):
+    """A change the job's current state does not allow (a bug or a lost race, never user input)."""
+
+    def __init__(self, job_id: int, current: str, wanted: str, detail: str = "") -> None:
+        text = f"job {job_id}: cannot go from {current} to {wanted}"
+        super().__init__(f"{text} ({detail})" if detail else text)
+        self.job_id = job_id
+        self.current = current
+        self.wanted = wanted
+
+
+class NewJob(BaseModel):
+    """What a request asks for, before it has an id or a state."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: JobKind = "create"
+    source_job_id: int | None = None
+    user_id: int
+    guild_id: int | None = None
+    channel_id: int
+    interaction_id: int | None = None
+    interaction_token: str | None = None
+    token_expires_at: float | None = None
+    application_id: int | None = None
+    prompt: str
+    model: str
+    seconds: str
+    size: str
+    has_reference: bool = False
+    cost_micros: int = Field(ge=0)
+    deadline_at: float | None = None
+    # The channel's upload limit at request time, so delivery can fit the file without Discord.
+    upload_limit: int | None = None
+
+
+class Job(BaseModel):
+    """One row of `jobs`. Field order is the column order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    kind: JobKind
+    source_job_id: int | None
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    interaction_id: int | None
+    interaction_token: str | None
+    token_expires_at: float | None
+    application_id: int | None
+    response_message_id: int | None
+    prompt: str
+    model: str
+    seconds: str
+    size: str
+    has_reference: bool
+    cost_micros: int
+    upload_limit: int | None
+    state: JobState
+    api_video_id: str | None
+    api_status: str | None
+    progress: int | None
+    error_code: str | None
+    error_message: str | None
+    create_attempted_at: float | None
+    created_at: float
+    updated_at: float
+    completed_at: float | None
+    expires_at: float | None
+    deadline_at: float | None
+    delivery_state: DeliveryState
+    delivery_claimed_at: float | None
+    delivered_at: float | None
+    delivery_attempts: int
+    delivered_message_id: int | None
+    local_path: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+
+JOB_COLUMNS: tuple[str, ...] = tuple(Job.model_fields)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLimit:
+    """One spending ceiling over a window: usage (held + spent) of requests made at or after
+    `since` in `scope`, plus the new cost, may not exceed `max_micros`.
+
+    `guild_id` restricts the limit to one guild: with scope 'user' it makes a per-guild user
+    limit; with scope 'guild' it names the guild (default: the request's guild; a request from
+    a DM then counts against the pool of all DM usage, so a guild limit is never skipped).
+    """
+
+    name: str
+    scope: LimitScope
+    since: float
+    max_micros: int
+    resets_at: float | None = None
+    guild_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why `reserve_job` turned a request away; nothing was written.
+
+    kind 'spend': `limit_name`, `used_micros`, `max_micros`, `cost_micros`, `resets_at`.
+    kind 'active': `active_jobs` of `max_active` already running.
+    kind 'cooldown': `retry_after` seconds to wait (`resets_at` is when).
+    """
+
+    kind: RefusalKind
+    limit_name: str
+    used_micros: int = 0
+    max_micros: int = 0
+    cost_micros: int = 0
+    resets_at: float | None = None
+    active_jobs: int = 0
+    max_active: int = 0
+    retry_after: float = 0.0
+
+
+class LedgerEntry(BaseModel):
+    """One row of the append-only `ledger`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    at: float
+    # When the request was made: every entry of a job carries the job's reservation time, so a
+    # time window counts a job wholly or not at all (see ledger.py).
+    charged_at: float
+    job_id: int
+    user_id: int
+    guild_id: int | None
+    account: Account
+    amount_micros: int
+    reason: LedgerReason
+
+
+class JobBalance(NamedTuple):
+    held: int
+    spent: int
+
+
+class QuotaOverride(BaseModel):
+    """A per-guild exception to a named limit for one user or role. `max_micros` None keeps the
+    default ceiling (useful with `exempt`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    guild_id: int
+    target_kind: TargetKind
+    target_id: int
+    limit_name: str
+    max_micros: int | None = Field(default=None, ge=0)
+    exempt: bool = False

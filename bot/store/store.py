@@ -1,0 +1,365 @@
+"""The Store: every operation the rest of the bot may perform on its database.
+
+Each writing method is one transaction, and a job transition that moves money (fail -> refund,
+deliver a success -> settle) moves it in that same transaction, so a crash can never leave a
+failed job holding budget or a delivered one unpaid.
+
+Money, in integer micro-dollars (see ledger.py): reserving a job holds its cost; the hold stays
+while the job runs and after it succeeds, and is captured into 'spent' when the success is
+delivered (finish_delivery), or released when the job fails or its video expires before
+delivery. Quota usage is held + spent, so a hold counts against limits from the moment of the
+request. Each step moves only what is still held, so repeating any of them charges nothing more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+from pydantic import JsonValue
+
+from bot.store import jobs, kv, ledger, quota
+from bot.store.db import Database, Synchronous, connect, migrate
+from bot.store.ledger import ANY_GUILD
+from bot.store.records import (
+    Account,
+    Job,
+    JobBalance,
+    JobState,
+    LedgerEntry,
+    NewJob,
+    QuotaOverride,
+    Refusal,
+    SpendLimit,
+    TargetKind,
+)
+
+EXPIRED_MESSAGE = (
+    "The video was finished but expired before it could be fetched. Nothing was charged."
+)
+
+
+class Store:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self.clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        synchronous: Synchronous = "FULL",
+    ) -> Store:
+        """Open (creating if needed, owner-only) and migrate the database at `path`."""
+        conn = await connect(path, synchronous=synchronous)
+        try:
+            await migrate(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(Database(conn), clock)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the process-wide lock (store package only)."""
+        return self._db.transaction()
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._db.reading() as conn:
+            yield conn
+
+    # ------------------------------------------------------------------ creating jobs
+
+    async def insert_job(
+        self, new: NewJob, *, state: JobState = "creating", now: float | None = None
+    ) -> Job:
+        """Record a job and reserve its cost, with no quota check (owner tools, tests)."""
+        at = self.clock() if now is None else now
+        async with self.transaction() as conn:
+            job = await jobs.insert_job(conn, new, state, at)
+            await ledger.reserve(conn, job, at)
+        return job
+
+    async def reserve_job(
+        self,
+        new: NewJob,
+        cost_micros: int,
+        limits: Sequence[SpendLimit] = (),
+        *,
+        max_active_per_user: int | None = None,
+        cooldown_seconds: float | None = None,
+        role_ids: Collection[int] = (),
+        now: float | None = None,
+    ) -> Job | Refusal:
+        """Check every limit, the user's active-job cap and cooldown, and if all pass record the
+        job ('creating') with its reservation: all in one BEGIN IMMEDIATE transaction, so
+        concurrent requests (in this process or another) cannot both fit the last slot.
+
+        The guild's quota overrides for the user and for `role_ids` (the user's roles there)
+        are applied in the same transaction; see quota.py for how they combine."""
+        if cost_micros != new.cost_micros:
+            raise ValueError(f"cost {cost_micros} differs from the job's {new.cost_micros}")
+        at = self.clock() if now is None else now
+        async with self.transaction() as conn:
+            refusal = await quota.check_request(
+                conn,
+                new,
+                cost_micros,
+                limits,
+                max_active_per_user=max_active_per_user,
+                cooldown_seconds=cooldown_seconds,
+                now=at,
+                role_ids=role_ids,
+            )
+            if refusal is not None:
+                return refusal
+            job = await jobs.insert_job(conn, new, "creating", at)
+            await ledger.reserve(conn, job, at)
+        return job
+
+    # ------------------------------------------------------------------ transitions
+
+    async def set_state(self, job_id: int, state: JobState) -> bool:
+        """'creating' <-> 'queued_local' (local queueing); whether anything changed."""
+        async with self.transaction() as conn:
+            return await jobs.set_state(conn, job_id, state, self.clock())
+
+    async def mark_create_attempted(self, job_id: int, at: float) -> None:
+        async with self.transaction() as conn:
+            await jobs.mark_create_attempted(conn, job_id, at, self.clock())
+
+    async def attach_video(
+        self, job_id: int, api_video_id: str, api_status: str, progress: int | None
+    ) -> Job | None:
+        """creating -> running with its API video; None if already attached to that video."""
+        async with self.transaction() as conn:
+            return await jobs.attach_video(
+                conn, job_id, api_video_id, api_status, progress, now=self.clock()
+            )
+
+    async def update_progress(self, job_id: int, api_status: str, progress: int | None) -> bool:
+        """Whether a running job's status or progress changed."""
+        async with self.transaction() as conn:
+            return await jobs.update_progress(conn, job_id, api_status, progress, self.clock())
+
+    async def mark_succeeded(
+        self, job_id: int, completed_at: float, expires_at: float | None
+    ) -> Job | None:
+        """running -> succeeded; the job, or None if it already was (nothing to announce)."""
+        async with self.transaction() as conn:
+            return await jobs.mark_succeeded(conn, job_id, completed_at, expires_at, self.clock())
+
+    async def mark_failed(self, job_id: int, code: str, message: str | None) -> Job | None:
+        """-> failed and refund the open hold, together; the job, or None if it already had
+        failed (and was refunded then)."""
+        async with self.transaction() as conn:
+            now = self.clock()
+            done = await jobs.mark_failed(conn, job_id, code, message, now)
+            await ledger.refund(conn, done or await jobs.require(conn, job_id), now)
+            return done
+
+    async def expire_undelivered(
+        self, job_id: int, code: str = "expired", message: str = EXPIRED_MESSAGE
+    ) -> Job | None:
+        """A success whose video expired before it was delivered: -> failed and refunded
+        (the user never got it). Leaves any delivery claim in place for the caller to finish."""
+        async with self.transaction() as conn:
+            now = self.clock()
+            done = await jobs.expire_undelivered(conn, job_id, code, message, now)
+            await ledger.refund(conn, done or await jobs.require(conn, job_id), now)
+            return done
+
+    async def set_response_message(self, job_id: int, message_id: int) -> None:
+        async with self.transaction() as conn:
+            await jobs.set_response_message(conn, job_id, message_id, self.clock())
+
+    async def clear_token(self, job_id: int) -> None:
+        async with self.transaction() as conn:
+            await jobs.clear_token(conn, job_id, self.clock())
+
+    async def clear_expired_tokens(self, now: float | None = None) -> int:
+        """Forget every interaction token past its expiry; how many were cleared."""
+        async with self.transaction() as conn:
+            return await jobs.clear_expired_tokens(conn, self.clock() if now is None else now)
+
+    async def set_local_path(self, job_id: int, path: str | None) -> None:
+        async with self.transaction() as conn:
+            await jobs.set_local_path(conn, job_id, path, self.clock())
+
+    # ------------------------------------------------------------------ delivery
+
+    async def claim_delivery(self, job_id: int, now: float | None = None) -> bool:
+        """pending -> claimed for a finished job; True for exactly one of any concurrent callers.
+        False (nothing changed) if the job is still active or its delivery is claimed or done."""
+        async with self.transaction() as conn:
+            return await jobs.claim_delivery(conn, job_id, self.clock() if now is None else now)
+
+    async def release_claim(self, job_id: int) -> bool:
+        """claimed -> pending after a failed attempt (attempts + 1); whether it was claimed."""
+        async with self.transaction() as conn:
+            return await jobs.release_claim(conn, job_id, self.clock())
+
+    async def finish_delivery(
+        self, job_id: int, message_id: int | None, now: float | None = None
+    ) -> Job | None:
+        """claimed -> done, clearing the interaction token, and in the same transaction settle a
+        success's hold into spending (or refund a failure's, should one remain). None if the
+        delivery was already done (nothing is charged again)."""
+        async with self.transaction() as conn:
+            now = self.clock() if now is None else now
+            done = await jobs.finish_delivery(conn, job_id, message_id, now)
+            job = done or await jobs.require(conn, job_id)
+            if job.state == "succeeded":
+                await ledger.settle(conn, job, now)
+            else:
+                await ledger.refund(conn, job, now)
+            return done
+
+    # ------------------------------------------------------------------ job queries
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self._read() as conn:
+            return await jobs.get(conn, job_id)
+
+    async def active_jobs(self) -> list[Job]:
+        """creating, queued_local and running jobs, oldest first."""
+        async with self._read() as conn:
+            return await jobs.active(conn)
+
+    async def undelivered_jobs(self) -> list[Job]:
+        """Finished jobs whose delivery is pending or claimed, oldest first."""
+        async with self._read() as conn:
+            return await jobs.undelivered(conn)
+
+    async def recent_jobs(self, user_id: int, limit: int, offset: int = 0) -> list[Job]:
+        """The user's jobs, newest first, `limit` from `offset` (for paging)."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must not be negative")
+        async with self._read() as conn:
+            return await jobs.recent(conn, user_id, limit, offset)
+
+    async def count_jobs(self, user_id: int) -> int:
+        async with self._read() as conn:
+            return await jobs.count(conn, user_id)
+
+    async def queue_position(self, job_id: int) -> int | None:
+        """1-based place among locally queued jobs; None if the job is not queued."""
+        async with self._read() as conn:
+            return await jobs.queue_position(conn, job_id)
+
+    async def known_video_ids(self, since: float | None = None) -> set[str]:
+        """API video ids already owned by a job (optionally of jobs created since `since`)."""
+        async with self._read() as conn:
+            return await jobs.known_video_ids(conn, since)
+
+    async def last_request_at(self, user_id: int) -> float | None:
+        async with self._read() as conn:
+            return await jobs.last_request_at(conn, user_id)
+
+    # ------------------------------------------------------------------ ledger
+
+    async def usage(
+        self, *, user_id: int | None = None, guild_id: int | None = None, since: float = 0.0
+    ) -> int:
+        """held + spent of requests made since `since` (None = no filter on that field)."""
+        async with self._read() as conn:
+            return await ledger.usage(
+                conn,
+                since=since,
+                user_id=user_id,
+                guild_id=ANY_GUILD if guild_id is None else guild_id,
+            )
+
+    async def top_spenders(
+        self, guild_id: int | None, since: float, limit: int = 10
+    ) -> list[tuple[int, int]]:
+        """(user_id, held + spent) of the biggest users since `since`; guild None = all."""
+        async with self._read() as conn:
+            return await ledger.top_spenders(
+                conn, guild_id=ANY_GUILD if guild_id is None else guild_id, since=since, limit=limit
+            )
+
+    async def open_hold(self, job_id: int) -> int:
+        async with self._read() as conn:
+            return await ledger.open_hold(conn, job_id)
+
+    async def ledger_balances(self) -> dict[Account, int]:
+        async with self._read() as conn:
+            return await ledger.balances(conn)
+
+    async def ledger_sum_by_job(self) -> dict[int, JobBalance]:
+        async with self._read() as conn:
+            return await ledger.sum_by_job(conn)
+
+    async def ledger_entries(self, job_id: int | None = None) -> list[LedgerEntry]:
+        async with self._read() as conn:
+            return await ledger.entries(conn, job_id)
+
+    # ------------------------------------------------------------------ settings
+
+    async def get_guild_setting(self, guild_id: int, key: str) -> JsonValue:
+        """The stored JSON value, or None if unset."""
+        async with self._read() as conn:
+            return await kv.get_guild_setting(conn, guild_id, key)
+
+    async def set_guild_setting(self, guild_id: int, key: str, value: JsonValue) -> None:
+        async with self.transaction() as conn:
+            await kv.set_guild_setting(conn, guild_id, key, value)
+
+    async def delete_guild_setting(self, guild_id: int, key: str) -> bool:
+        async with self.transaction() as conn:
+            return await kv.delete_guild_setting(conn, guild_id, key)
+
+    async def all_guild_settings(self, guild_id: int) -> dict[str, JsonValue]:
+        async with self._read() as conn:
+            return await kv.all_guild_settings(conn, guild_id)
+
+    async def set_quota_override(self, override: QuotaOverride) -> None:
+        async with self.transaction() as conn:
+            await kv.set_quota_override(conn, override)
+
+    async def get_quota_override(
+        self, guild_id: int, target_kind: TargetKind, target_id: int, limit_name: str
+    ) -> QuotaOverride | None:
+        async with self._read() as conn:
+            return await kv.get_quota_override(conn, guild_id, target_kind, target_id, limit_name)
+
+    async def list_quota_overrides(self, guild_id: int) -> list[QuotaOverride]:
+        async with self._read() as conn:
+            return await kv.list_quota_overrides(conn, guild_id)
+
+    async def delete_quota_override(
+        self, guild_id: int, target_kind: TargetKind, target_id: int, limit_name: str
+    ) -> bool:
+        async with self.transaction() as conn:
+            return await kv.delete_quota_override(
+                conn, guild_id, target_kind, target_id, limit_name
+            )
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._read() as conn:
+            return await kv.get_meta(conn, key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self.transaction() as conn:
+            await kv.set_meta(conn, key, value)
