@@ -1,0 +1,156 @@
+"""The bot process: one database, one HTTP client and one tracker, opened in `setup_hook` and
+closed in reverse order in `close()`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot.backend import Backend, open_backend
+from bot.catalog import Catalog
+from bot.delivery import Deliverer, DeliverySink
+from bot.settings import Settings
+from bot.store import Store
+from bot.submit import JobService
+from bot.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.video", "cogs.history", "cogs.errors")
+COMMAND_HASH_KEY = "command_tree_hash"
+
+
+class VideoBot(commands.Bot):
+    """Everything process-wide hangs off this object; cogs reach the core through it."""
+
+    store: Store
+    backend: Backend
+    tracker: Tracker
+    jobs: JobService
+    deliverer: Deliverer
+    catalog: Catalog
+
+    def __init__(self, settings: Settings, *, sink_factory: Any = None) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            # Nobody is pinged unless a message names them explicitly (see cogs.sink).
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+        )
+        self.settings = settings
+        self.catalog = settings.catalog()
+        self._stack = AsyncExitStack()
+        self._sink_factory = sink_factory
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir)
+
+    async def setup_hook(self) -> None:
+        settings = self.settings
+        self.store = await Store.open(self.data_dir / "bot.sqlite3")
+        self._stack.push_async_callback(self.store.close)
+        self.backend = await open_backend(settings, self._stack)
+        if self.backend.simulated:
+            log.info(
+                "OPENAI_API_KEY is not set: using the built-in video simulator at %s",
+                self.backend.base_url,
+            )
+        from cogs.sink import DiscordSink  # noqa: PLC0415 - cogs import this module
+
+        sink: DeliverySink = (self._sink_factory or DiscordSink)(self)
+        self.deliverer = Deliverer(self.store, self.backend.client, sink, self.data_dir)
+        self.tracker = Tracker(
+            self.store,
+            self.backend.client,
+            self.deliverer,
+            interval=settings.poll_interval_seconds,
+        )
+        self.jobs = JobService(
+            self.store,
+            self.backend.client,
+            self.catalog,
+            self.tracker,
+            self.data_dir,
+            deadline_seconds=settings.job_deadline_minutes * 60,
+        )
+        for ext in EXTENSIONS:
+            await self.load_extension(ext)
+        await self.sync_commands()
+        await self.deliverer.resume()
+        self.tracker.start()
+
+    async def close(self) -> None:
+        # Reverse order of setup: stop producing work, finish or cancel deliveries, then close
+        # the HTTP client and the database (the exit stack), then the gateway.
+        if hasattr(self, "tracker"):
+            await self.tracker.stop()
+        if hasattr(self, "deliverer"):
+            await self.deliverer.tasks.cancel_all()
+        await self._stack.aclose()
+        await super().close()
+
+    # ------------------------------------------------------------------ command sync
+
+    def _command_payload(self) -> list[dict[str, Any]]:
+        return [cmd.to_dict(self.tree) for cmd in self.tree.get_commands()]
+
+    def command_hash(self) -> str:
+        payload = {
+            "commands": self._command_payload(),
+            "guilds": sorted(self.settings.discord_guild_ids),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    async def sync_commands(self) -> bool:
+        """Sync only when the declared commands (or their target guilds) changed."""
+        digest = self.command_hash()
+        if await self.store.get_meta(COMMAND_HASH_KEY) == digest:
+            log.info("slash commands unchanged; not syncing")
+            return False
+        guild_ids = self.settings.discord_guild_ids
+        if guild_ids:
+            for gid in guild_ids:
+                guild = discord.Object(id=gid)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+        await self.store.set_meta(COMMAND_HASH_KEY, digest)
+        log.info("slash commands synced to %s", guild_ids or "all guilds (global)")
+        return True
+
+
+def run_bot(settings: Settings) -> int:
+    if settings.discord_token is None or not settings.discord_token.get_secret_value():
+        print(
+            "DISCORD_TOKEN is not set: create an application at "
+            "https://discord.com/developers/applications, add a bot, copy its token into .env "
+            "as DISCORD_TOKEN=... (see README, 'Create the Discord application').",
+            file=sys.stderr,
+        )
+        return 2
+    bot = VideoBot(settings)
+    try:
+        asyncio.run(_run(bot, settings.discord_token.get_secret_value()))
+    except discord.LoginFailure:
+        print("DISCORD_TOKEN was refused by Discord: copy the bot token again.", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run(bot: VideoBot, token: str) -> None:
+    async with bot:
+        await bot.start(token)

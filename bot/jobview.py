@@ -1,0 +1,98 @@
+"""What a job's message shows, as plain data: the Discord adapter only turns it into an embed.
+
+Keeping this free of Discord lets the "edit only when something visible changed" rule compare two
+values, and lets tests check every state's wording without a client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.progress import format_duration, progress_bar
+from bot.store import Job
+
+PROMPT_LIMIT = 1000
+Tone = Literal["working", "done", "failed"]
+
+STATUS_WORDS = {
+    "queued": "Queued at the video service",
+    "pending": "Queued at the video service",
+    "in_progress": "Generating",
+    "processing": "Generating",
+}
+
+
+@dataclass(frozen=True)
+class JobView:
+    title: str
+    prompt: str
+    model: str
+    seconds: str
+    size: str
+    status: str
+    bar: str
+    elapsed: str
+    tone: Tone
+    job_id: int
+    note: str | None = None
+
+
+def safe_prompt(prompt: str, limit: int = PROMPT_LIMIT) -> str:
+    """A prompt shortened to fit an embed, on a character boundary and marked when cut."""
+    text = prompt.strip()
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
+
+
+def job_view(
+    job: Job,
+    *,
+    now: float,
+    queue_position: int | None = None,
+    service_ok: bool = True,
+    elapsed_step: int = 1,
+) -> JobView:
+    """Render a job at time `now`. Elapsed time is rounded down to `elapsed_step` seconds so a
+    progress-less backend still shows movement without forcing an edit on every poll."""
+    elapsed_s = max(0.0, (job.completed_at or now) - job.created_at)
+    elapsed_s -= elapsed_s % max(1, elapsed_step)
+    elapsed = format_duration(elapsed_s)
+    tone: Tone = "working"
+    note = None
+    if job.state == "failed":
+        tone = "failed"
+        status = "Failed"
+        bar = ""
+        note = job.error_message or "The video could not be made."
+    elif job.state == "succeeded":
+        tone = "done"
+        status = "Done" if job.delivery_state == "done" else "Finishing: fetching the video"
+        bar = progress_bar(100)
+    elif job.state == "queued_local":
+        status = "Waiting for a free slot"
+        if queue_position is not None:
+            status += f" (position {queue_position} in the queue)"
+        bar = progress_bar(None)
+    elif job.state == "creating":
+        status = "Sending to the video service"
+        bar = progress_bar(None)
+    else:
+        status = STATUS_WORDS.get((job.api_status or "").lower(), "Generating")
+        bar = progress_bar(job.progress)
+    if tone == "working" and not service_ok:
+        status = "Waiting for the video service (it is not answering right now)"
+    return JobView(
+        title="Your video" if tone != "failed" else "Video failed",
+        prompt=safe_prompt(job.prompt),
+        model=job.model,
+        seconds=job.seconds,
+        size=job.size,
+        status=status,
+        bar=bar,
+        elapsed=elapsed,
+        tone=tone,
+        job_id=job.id,
+        note=note,
+    )

@@ -1,0 +1,224 @@
+"""Turning a request into a tracked job: validate, reserve, record, then create at the API.
+
+The job row (with its reservation) is written before the create is sent, and the time of the
+attempt is written before the request leaves, so a crash at any point leaves a record the tracker
+can finish: never sent -> send it; sent with unknown outcome -> find it among recent videos.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bot.api.client import VideosClient
+from bot.api.errors import BadRequestError, CreateOutcomeUnknown, VideoAPIError
+from bot.api.models import CreateVideo, ReferenceImage
+from bot.catalog import Catalog, format_dollars
+from bot.store import Job, NewJob, Refusal, SpendLimit, Store
+from bot.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+JobKind = Literal["create", "remix", "edit", "extend"]
+_REFERENCE_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from and how to answer it; plain data, no Discord objects."""
+
+    user_id: int
+    channel_id: int
+    guild_id: int | None = None
+    interaction_id: int | None = None
+    interaction_token: str | None = None
+    token_expires_at: float | None = None
+    application_id: int | None = None
+    upload_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A request turned away before any API call; `message` is for the user."""
+
+    message: str
+
+
+class QuotaPolicy:
+    """Which spending limits apply to a request; the default has none."""
+
+    def limits(self, origin: Origin, now: float) -> Sequence[SpendLimit]:
+        return ()
+
+    max_active_per_user: int | None = None
+    cooldown_seconds: float | None = None
+
+    def describe(self, refusal: Refusal) -> str:
+        return f"Limit reached: {refusal.limit_name}."
+
+
+class JobService:
+    def __init__(
+        self,
+        store: Store,
+        client: VideosClient,
+        catalog: Catalog,
+        tracker: Tracker,
+        media_dir: Path,
+        *,
+        policy: QuotaPolicy | None = None,
+        deadline_seconds: float = 3600.0,
+        max_concurrent: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.catalog = catalog
+        self.tracker = tracker
+        self.media_dir = media_dir
+        self.policy = policy or QuotaPolicy()
+        self.deadline_seconds = deadline_seconds
+        self.max_concurrent = max_concurrent
+        self.clock = clock
+        tracker.resubmit = self.send
+        tracker.before_round = self.start_queued
+
+    async def submit(
+        self,
+        origin: Origin,
+        request: CreateVideo,
+        reference: ReferenceImage | None = None,
+    ) -> Job | Refused:
+        """Validate and reserve (refusing before any API call), then create. Never raises for
+        API failures: the returned job carries the outcome (running, failed, or still creating)."""
+        assert request.model and request.seconds and request.size
+        problem = self.catalog.check(request.model, request.seconds, request.size)
+        if problem:
+            return Refused(problem)
+        now = self.clock()
+        cost = self.catalog.cost_micros(request.model, request.size, request.seconds)
+        new = NewJob(
+            kind="create",
+            user_id=origin.user_id,
+            guild_id=origin.guild_id,
+            channel_id=origin.channel_id,
+            interaction_id=origin.interaction_id,
+            interaction_token=origin.interaction_token,
+            token_expires_at=origin.token_expires_at,
+            application_id=origin.application_id,
+            prompt=request.prompt,
+            model=request.model,
+            seconds=request.seconds,
+            size=request.size,
+            has_reference=reference is not None,
+            cost_micros=cost,
+            deadline_at=now + self.deadline_seconds,
+            upload_limit=origin.upload_limit,
+        )
+        result = await self.store.reserve_job(
+            new,
+            cost,
+            self.policy.limits(origin, now),
+            max_active_per_user=self.policy.max_active_per_user,
+            cooldown_seconds=self.policy.cooldown_seconds,
+            now=now,
+        )
+        if isinstance(result, Refusal):
+            return Refused(self.policy.describe(result))
+        job = result
+        log.info("job %s reserved %s for user %s", job.id, format_dollars(cost), origin.user_id)
+        if reference is not None:
+            await asyncio.to_thread(self._save_reference, job.id, reference)
+        if self.max_concurrent is not None and await self._at_capacity(job.id):
+            await self.store.set_state(job.id, "queued_local")
+            return await self._reload(job)
+        await self.send(job)
+        return await self._reload(job)
+
+    async def _at_capacity(self, job_id: int) -> bool:
+        assert self.max_concurrent is not None
+        active = [j for j in await self.store.active_jobs() if j.id != job_id]
+        working = [j for j in active if j.state in ("creating", "running")]
+        return len(working) >= self.max_concurrent
+
+    async def start_queued(self) -> None:
+        """Send queued jobs, oldest first, while the concurrency cap leaves room."""
+        if self.max_concurrent is None:
+            return
+        active = await self.store.active_jobs()
+        working = sum(1 for j in active if j.state in ("creating", "running"))
+        for job in (j for j in active if j.state == "queued_local"):
+            if working >= self.max_concurrent:
+                break
+            await self.store.set_state(job.id, "creating")
+            working += 1
+            await self.send(job)
+
+    async def send(self, job: Job) -> None:
+        """Send the create for a job that has never been sent; leaves the outcome in the store."""
+        if job.create_attempted_at is not None:
+            return
+        self.tracker.in_flight.add(job.id)
+        try:
+            reference = await asyncio.to_thread(self._load_reference, job.id)
+            if job.has_reference and reference is None:
+                await self.store.mark_failed(
+                    job.id, "reference_lost", "The reference image was lost before sending."
+                )
+                return
+            request = CreateVideo(
+                prompt=job.prompt, model=job.model, seconds=job.seconds, size=job.size
+            )
+            await self.store.mark_create_attempted(job.id, self.clock())
+            try:
+                video = await self.client.create(request, reference)
+            except CreateOutcomeUnknown as exc:
+                # Left in 'creating' with its attempt time: the tracker looks for it and only
+                # refunds once the grace period has passed without finding it.
+                log.warning("job %s: create outcome unknown (%s)", job.id, exc.message)
+                return
+            except BadRequestError as exc:
+                await self.store.mark_failed(job.id, exc.code or "bad_request", exc.message)
+                return
+            except VideoAPIError as exc:
+                # Every other error here is one where the server certainly did not start a job
+                # (ambiguous ones became CreateOutcomeUnknown), so refunding is safe.
+                await self.store.mark_failed(job.id, exc.code or type(exc).__name__, exc.message)
+                return
+            await self.store.attach_video(job.id, video.id, video.status, video.progress)
+        finally:
+            self.tracker.in_flight.discard(job.id)
+            self.tracker.wake()
+
+    async def _reload(self, job: Job) -> Job:
+        fresh = await self.store.get_job(job.id)
+        return fresh if fresh is not None else job
+
+    # A fitted reference is kept until the job is sent, so a queued job or one interrupted by a
+    # restart can still be sent with it.
+    def _reference_path(self, job_id: int, ext: str) -> Path:
+        return self.media_dir / "references" / f"job-{job_id}{ext}"
+
+    def _save_reference(self, job_id: int, reference: ReferenceImage) -> None:
+        path = self._reference_path(job_id, _REFERENCE_TYPES[reference.content_type])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(reference.data)
+
+    def _load_reference(self, job_id: int) -> ReferenceImage | None:
+        for content_type, ext in _REFERENCE_TYPES.items():
+            path = self._reference_path(job_id, ext)
+            if path.exists():
+                return ReferenceImage(
+                    data=path.read_bytes(),
+                    filename=f"reference{ext}",
+                    content_type=content_type,
+                )
+        return None

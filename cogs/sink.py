@@ -1,0 +1,219 @@
+"""Where job updates and results reach Discord.
+
+While the interaction token is alive (15 minutes) the bot edits its original reply. After that the
+token is useless, so updates and the result go to the channel as a reply that mentions the user,
+and if the channel refuses, to the user's DMs. Edits are coalesced per message and spaced out so
+even a hundred jobs in one channel stay inside Discord's rate limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+
+from bot.delivery import Result
+from bot.jobview import JobView, job_view
+from bot.store import Job
+from cogs.render import job_embed
+
+if TYPE_CHECKING:
+    from bot.app import VideoBot
+
+log = logging.getLogger(__name__)
+
+# A token this close to expiry is treated as expired: a slow upload must not straddle the end.
+TOKEN_MARGIN = 30.0
+ORIGINAL = cast(int, "@original")  # discord.py formats the id into the URL; Discord wants this
+
+
+@dataclass
+class _MessageState:
+    shown: JobView | None = None
+    last_edit: float = 0.0
+    pending: Job | None = None
+    timer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _token_dead(exc: discord.HTTPException) -> bool:
+    return exc.status == 401 or exc.code in (50027, 10015, 10008)
+
+
+class DiscordSink:
+    MIN_EDIT_INTERVAL = 3.0
+    ELAPSED_STEP = 10
+
+    def __init__(self, bot: VideoBot, *, clock: Any = time.time) -> None:
+        self.bot = bot
+        self.clock = clock
+        self._messages: dict[int, _MessageState] = {}
+
+    # ------------------------------------------------------------------ progress
+
+    async def show_progress(self, job: Job) -> None:
+        state = self._messages.setdefault(job.id, _MessageState())
+        now = self.clock()
+        wait = state.last_edit + self.MIN_EDIT_INTERVAL - now
+        if wait > 0:
+            # Coalesce: remember the newest state and edit once when the interval has passed.
+            state.pending = job
+            if state.timer is None:
+                state.timer = asyncio.create_task(self._edit_later(job.id, wait))
+            return
+        await self._show_now(job, state)
+
+    async def _edit_later(self, job_id: int, wait: float) -> None:
+        await asyncio.sleep(wait)
+        state = self._messages.get(job_id)
+        if state is None:
+            return
+        state.timer = None
+        job, state.pending = state.pending, None
+        if job is not None:
+            try:
+                await self._show_now(job, state)
+            except Exception:
+                log.exception("progress edit for job %s failed", job_id)
+
+    async def _show_now(self, job: Job, state: _MessageState) -> None:
+        queue_position = await self.bot.store.queue_position(job.id)
+        view = job_view(
+            job,
+            now=self.clock(),
+            queue_position=queue_position,
+            service_ok=self.bot.tracker.service_ok,
+            elapsed_step=self.ELAPSED_STEP,
+        )
+        if view == state.shown:
+            return
+        state.last_edit = self.clock()
+        state.shown = view
+        if self._token_alive(job):
+            try:
+                await self._webhook(job).edit_message(ORIGINAL, embed=job_embed(view))
+                return
+            except discord.HTTPException as exc:
+                if not _token_dead(exc):
+                    raise
+                await self.bot.store.clear_token(job.id)
+        # Past the token's life the original reply can no longer be edited; progress then waits
+        # for the result, which is posted as a new message (a status message per poll would spam).
+
+    # ------------------------------------------------------------------ results
+
+    async def send_result(self, job: Job, result: Result) -> int | None:
+        self._forget(job.id)
+        view = job_view(job, now=self.clock())
+        files: list[discord.File] = []
+        thumb_name: str | None = None
+        if result.thumbnail is not None:
+            thumb_name = f"thumbnail-{job.id}{result.thumbnail.suffix}"
+        embed = job_embed(view, thumbnail_name=thumb_name if result.video is None else None)
+        for extra in (result.note, result.failure):
+            if extra and extra != view.note:
+                embed.add_field(name="Note", value=extra[:1024], inline=False)
+
+        def attachments() -> list[discord.File]:
+            # A File can be sent once; each attempt gets fresh handles.
+            out: list[discord.File] = []
+            if result.video is not None:
+                out.append(discord.File(result.video, filename=f"video-{job.id}.mp4"))
+            elif result.thumbnail is not None and thumb_name is not None:
+                out.append(discord.File(result.thumbnail, filename=thumb_name))
+            return out
+
+        if self._token_alive(job):
+            try:
+                files = attachments()
+                message = await self._webhook(job).edit_message(
+                    ORIGINAL, embed=embed, attachments=files
+                )
+                return message.id
+            except discord.HTTPException as exc:
+                if not _token_dead(exc):
+                    raise
+                await self.bot.store.clear_token(job.id)
+            finally:
+                for f in files:
+                    f.close()
+        done = view.tone == "done" and result.failure is None
+        text = "your video is ready" if done else "your video could not be made"
+        return await self._post_reply(job, text, embed, attachments)
+
+    async def _post_reply(self, job: Job, text: str, embed: discord.Embed, attachments: Any) -> int:
+        """A new message replying to the original, mentioning only the job's owner."""
+        mention = discord.AllowedMentions(
+            users=[discord.Object(id=job.user_id)], everyone=False, roles=False
+        )
+        reference = None
+        if job.response_message_id is not None:
+            reference = discord.MessageReference(
+                message_id=job.response_message_id,
+                channel_id=job.channel_id,
+                guild_id=job.guild_id,
+                fail_if_not_exists=False,
+            )
+        # Discord drops a second message with the same nonce, so a retry after a crash between
+        # sending and recording the delivery does not post the result twice.
+        nonce = f"job{job.id}"[:25]
+        try:
+            channel = self.bot.get_channel(job.channel_id) or await self.bot.fetch_channel(
+                job.channel_id
+            )
+            assert isinstance(channel, discord.abc.Messageable)
+            kwargs: dict[str, Any] = {
+                "content": f"<@{job.user_id}> {text}",
+                "embed": embed,
+                "files": attachments(),
+                "allowed_mentions": mention,
+                "nonce": nonce,
+            }
+            if reference is not None:
+                kwargs["reference"] = reference
+            message = await channel.send(**kwargs)
+            return message.id
+        except (discord.Forbidden, discord.NotFound, AssertionError):
+            log.info("job %s: channel unusable, sending the result by DM", job.id)
+        user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+        dm = await user.send(
+            content=f"About your /video request: {text}",
+            embed=embed,
+            files=attachments(),
+            nonce=nonce,
+        )
+        return dm.id
+
+    async def find_result(self, job: Job) -> int | None:
+        """Whether an interrupted delivery already reached the original reply."""
+        if not self._token_alive(job):
+            return None
+        try:
+            message = await self._webhook(job).fetch_message(ORIGINAL)
+        except discord.HTTPException:
+            return None
+        if any(a.filename == f"video-{job.id}.mp4" for a in message.attachments):
+            return message.id
+        return None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _token_alive(self, job: Job) -> bool:
+        return (
+            job.interaction_token is not None
+            and job.application_id is not None
+            and job.token_expires_at is not None
+            and job.token_expires_at - TOKEN_MARGIN > self.clock()
+        )
+
+    def _webhook(self, job: Job) -> discord.Webhook:
+        assert job.application_id is not None and job.interaction_token is not None
+        return discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
+
+    def _forget(self, job_id: int) -> None:
+        state = self._messages.pop(job_id, None)
+        if state is not None and state.timer is not None:
+            state.timer.cancel()

@@ -1,0 +1,143 @@
+"""`/video`: parse, defer, hand to the job service, render. No SQL, no HTTP here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from bot.api.models import CreateVideo, ReferenceImage
+from bot.catalog import Catalog, size_label
+from bot.jobview import job_view
+from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
+from bot.submit import Origin, Refused
+from cogs.render import job_embed, notice_embed
+
+if TYPE_CHECKING:
+    from bot.app import VideoBot
+
+log = logging.getLogger(__name__)
+
+# Discord allows an interaction's token to be used for 15 minutes after the interaction.
+TOKEN_LIFETIME = 15 * 60
+REFERENCE_LIMIT_BYTES = 20 * 1024 * 1024
+
+
+def model_choices(catalog: Catalog) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=m.label, value=m.id) for m in catalog.models][:25]
+
+
+def seconds_choices(catalog: Catalog) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=f"{s} seconds", value=s) for s in catalog.all_seconds()][:25]
+
+
+def size_choices(catalog: Catalog) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=size_label(s), value=s) for s in catalog.all_sizes()][:25]
+
+
+def origin_of(interaction: discord.Interaction) -> Origin:
+    return Origin(
+        user_id=interaction.user.id,
+        channel_id=interaction.channel_id or 0,
+        guild_id=interaction.guild_id,
+        interaction_id=interaction.id,
+        interaction_token=interaction.token,
+        token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
+        application_id=interaction.application_id,
+        upload_limit=interaction.filesize_limit,
+    )
+
+
+async def refuse(interaction: discord.Interaction, text: str, reference: str | None = None) -> None:
+    """Turn a public 'thinking…' reply into an ephemeral refusal only the invoker sees."""
+    await interaction.followup.send(embed=notice_embed(text, reference=reference), ephemeral=True)
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:
+        log.debug("could not remove the deferred reply", exc_info=True)
+
+
+def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
+    catalog = bot.catalog
+
+    @app_commands.describe(
+        prompt="What the video should show",
+        model="Which model makes it",
+        seconds="How long it is",
+        size="Width x height",
+        reference="An image to start from (jpeg, png, webp or gif)",
+        fit="How the reference is fitted to the size: crop (default) or pad",
+    )
+    @app_commands.choices(
+        model=model_choices(catalog),
+        seconds=seconds_choices(catalog),
+        size=size_choices(catalog),
+        fit=[
+            app_commands.Choice(name="crop to fill", value="crop"),
+            app_commands.Choice(name="pad with blurred edges", value="pad"),
+        ],
+    )
+    async def video(  # noqa: PLR0917 - Discord passes options as parameters
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 4000],
+        model: str | None = None,
+        seconds: str | None = None,
+        size: str | None = None,
+        reference: discord.Attachment | None = None,
+        fit: str | None = None,
+    ) -> None:
+        # Acknowledge first: everything after this may take longer than Discord's 3 seconds.
+        await interaction.response.defer(thinking=True)
+        text = prompt.strip()
+        if not text:
+            await refuse(interaction, "The prompt is empty.")
+            return
+        spec = catalog.get(model) if model else catalog.default
+        model_id = model or catalog.default.id
+        secs = seconds or (spec.seconds[0] if spec else "")
+        dims = size or (spec.sizes[0] if spec else "")
+        problem = catalog.check(model_id, secs, dims)
+        if problem:
+            await refuse(interaction, problem)
+            return
+        fitted: ReferenceImage | None = None
+        if reference is not None:
+            try:
+                check_declared_size(reference.size, REFERENCE_LIMIT_BYTES)
+                data = await reference.read()
+                fitted = await fit_reference_async(
+                    data, dims, mode="pad" if fit == "pad" else "crop"
+                )
+            except ReferenceRejected as exc:
+                await refuse(interaction, f"That reference image can't be used: {exc.reason}")
+                return
+        request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
+        result = await bot.jobs.submit(origin_of(interaction), request, fitted)
+        if isinstance(result, Refused):
+            await refuse(interaction, result.message)
+            return
+        position = await bot.store.queue_position(result.id)
+        view = job_view(
+            result, now=time.time(), queue_position=position, service_ok=bot.tracker.service_ok
+        )
+        message = await interaction.edit_original_response(embed=job_embed(view))
+        await bot.store.set_response_message(result.id, message.id)
+        if result.state in ("failed",):
+            bot.deliverer.schedule(result)
+
+    return app_commands.Command(
+        name="video",
+        description="Generate a video from a prompt",
+        callback=video,
+    )
+
+
+async def setup(bot: VideoBot) -> None:
+    bot.tree.add_command(build_video_command(bot))
+
+
+async def teardown(bot: VideoBot) -> None:
+    bot.tree.remove_command("video")
