@@ -18,6 +18,7 @@ from discord.ext import commands
 from bot.backend import Backend, open_backend
 from bot.catalog import Catalog
 from bot.delivery import Deliverer, DeliverySink
+from bot.quota import QuotaPolicy
 from bot.settings import Settings
 from bot.store import Store
 from bot.submit import JobService
@@ -37,6 +38,7 @@ class VideoBot(commands.Bot):
     tracker: Tracker
     jobs: JobService
     deliverer: Deliverer
+    quota: QuotaPolicy
     catalog: Catalog
 
     def __init__(self, settings: Settings, *, sink_factory: Any = None) -> None:
@@ -76,13 +78,16 @@ class VideoBot(commands.Bot):
             self.deliverer,
             interval=settings.poll_interval_seconds,
         )
+        self.quota = QuotaPolicy.from_settings(settings, self.store)
         self.jobs = JobService(
             self.store,
             self.backend.client,
             self.catalog,
             self.tracker,
             self.data_dir,
+            policy=self.quota,
             deadline_seconds=settings.job_deadline_minutes * 60,
+            max_concurrent=self.quota.max_concurrent,
         )
         for ext in EXTENSIONS:
             await self.load_extension(ext)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from bot.api.client import VideosClient
 from bot.api.errors import NotFoundError, VideoAPIError
+from bot.jobview import failure_text
 from bot.store import Job, Store
 from bot.tasks import BackgroundTasks
 from bot.transcode import reencode_to_fit_async
@@ -127,7 +128,7 @@ class Deliverer:
 
     async def _prepare(self, job: Job) -> Result:
         if job.state == "failed":
-            return Result(failure=job.error_message or "The video could not be made.")
+            return Result(failure=failure_text(job.error_code, job.error_message))
         assert job.api_video_id is not None
         video = self._path(job.id, ".mp4")
         thumb: Path | None = self._path(job.id, ".webp")
@@ -159,6 +160,8 @@ class Deliverer:
                 thumbnail=thumb,
                 note="Re-encoded to fit this channel's upload limit.",
             )
+        if thumb is not None and thumb.stat().st_size > limit:
+            thumb = None  # even the preview would be refused
         return Result(
             thumbnail=thumb,
             note=f"The video is larger than this channel's upload limit "

@@ -23,6 +23,27 @@ STATUS_WORDS = {
 }
 
 
+# Failure codes people meet, in plain words; anything else shows the service's own message.
+FAILURE_WORDS = {
+    "moderation_blocked": "Blocked by the video service's content policy.",
+    "content_policy_violation": "Blocked by the video service's content policy.",
+    "deadline": "The video service took too long; the job was given up.",
+    "expired": "The video was finished but expired before it could be fetched.",
+    "reference_lost": "The reference image was lost before the job was sent.",
+    "rate_limit_exceeded": "The video service is busy; try again in a few minutes.",
+    "insufficient_quota": "The bot's video service account is out of credit.",
+}
+
+
+def failure_text(code: str | None, message: str | None) -> str:
+    """Why a job failed, for the member who asked: plain words, never a raw payload."""
+    plain = FAILURE_WORDS.get((code or "").lower())
+    if plain:
+        return plain
+    detail = " ".join((message or "").split())[:300]
+    return f"The video service said: {detail}" if detail else "The video could not be made."
+
+
 @dataclass(frozen=True)
 class JobView:
     title: str
@@ -65,7 +86,7 @@ def job_view(
         tone = "failed"
         status = "Failed"
         bar = ""
-        note = job.error_message or "The video could not be made."
+        note = failure_text(job.error_code, job.error_message) + " Nothing was charged."
     elif job.state == "succeeded":
         tone = "done"
         status = "Done" if job.delivery_state == "done" else "Finishing: fetching the video"

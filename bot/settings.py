@@ -7,6 +7,7 @@ line naming the setting (see `load_settings`), never a traceback.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -53,8 +54,17 @@ def _parse_headers(value: object) -> object:
     return value
 
 
+def _strip_dollar(value: object) -> object:
+    # Budgets are written `5`, `5.00` or `$5.00`.
+    if isinstance(value, str):
+        return value.strip().removeprefix("$").strip()
+    return value
+
+
 IdList = Annotated[list[int], NoDecode]
 HeaderMap = Annotated[dict[str, str], NoDecode]
+# A dollar amount, exact to the micro-dollar (the ledger's unit); at most a million dollars.
+Dollars = Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=6)]
 
 
 class Settings(BaseSettings):
@@ -99,6 +109,15 @@ class Settings(BaseSettings):
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     poll_interval_seconds: float = Field(default=10.0, ge=1)
 
+    # --- Quotas (guild admins can override the per-user ones in their guild) ------------------
+    quota_user_daily_dollars: Dollars = Decimal("2.00")
+    quota_user_monthly_dollars: Dollars = Decimal("20.00")
+    quota_bot_daily_dollars: Dollars = Decimal("25.00")
+    quota_exempt_role_ids: IdList = Field(default_factory=list)
+    quota_max_active_per_user: int = Field(default=2, ge=1, le=100)
+    quota_cooldown_seconds: float = Field(default=30.0, ge=0, le=86_400)
+    quota_max_concurrent_jobs: int = Field(default=4, ge=1, le=1000)
+
     # --- Storage -------------------------------------------------------------------------------
     data_dir: Path = Path("./data")
 
@@ -109,10 +128,20 @@ class Settings(BaseSettings):
     # --- Logging -------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("discord_guild_ids", "owner_ids", mode="before")
+    @field_validator("discord_guild_ids", "owner_ids", "quota_exempt_role_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator(
+        "quota_user_daily_dollars",
+        "quota_user_monthly_dollars",
+        "quota_bot_daily_dollars",
+        mode="before",
+    )
+    @classmethod
+    def _dollars(cls, value: object) -> object:
+        return _strip_dollar(value)
 
     @field_validator("openai_extra_headers", "video_api_list_headers", mode="before")
     @classmethod

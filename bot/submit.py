@@ -20,7 +20,8 @@ from bot.api.client import VideosClient
 from bot.api.errors import BadRequestError, CreateOutcomeUnknown, VideoAPIError
 from bot.api.models import CreateVideo, ReferenceImage
 from bot.catalog import Catalog, format_dollars
-from bot.store import Job, NewJob, Refusal, SpendLimit, Store
+from bot.quota import QuotaPolicy, check_request, load_guild_settings
+from bot.store import Job, NewJob, Refusal, Store
 from bot.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class Origin:
     token_expires_at: float | None = None
     application_id: int | None = None
     upload_limit: int | None = None
+    role_ids: tuple[int, ...] = ()
+    # For a thread: its parent channel, which the guild's channel allow-list is about.
+    parent_channel_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,19 +52,6 @@ class Refused:
     """A request turned away before any API call; `message` is for the user."""
 
     message: str
-
-
-class QuotaPolicy:
-    """Which spending limits apply to a request; the default has none."""
-
-    def limits(self, origin: Origin, now: float) -> Sequence[SpendLimit]:
-        return ()
-
-    max_active_per_user: int | None = None
-    cooldown_seconds: float | None = None
-
-    def describe(self, refusal: Refusal) -> str:
-        return f"Limit reached: {refusal.limit_name}."
 
 
 class JobService:
@@ -72,7 +63,7 @@ class JobService:
         tracker: Tracker,
         media_dir: Path,
         *,
-        policy: QuotaPolicy | None = None,
+        policy: QuotaPolicy,
         deadline_seconds: float = 3600.0,
         max_concurrent: int | None = None,
         clock: Callable[[], float] = time.time,
@@ -82,7 +73,7 @@ class JobService:
         self.catalog = catalog
         self.tracker = tracker
         self.media_dir = media_dir
-        self.policy = policy or QuotaPolicy()
+        self.policy = policy
         self.deadline_seconds = deadline_seconds
         self.max_concurrent = max_concurrent
         self.clock = clock
@@ -99,6 +90,16 @@ class JobService:
         API failures: the returned job carries the outcome (running, failed, or still creating)."""
         assert request.model and request.seconds and request.size
         problem = self.catalog.check(request.model, request.seconds, request.size)
+        if problem:
+            return Refused(problem)
+        guild = await load_guild_settings(self.store, origin.guild_id)
+        problem = check_request(
+            guild,
+            request.model,
+            request.seconds,
+            origin.channel_id,
+            parent_channel_id=origin.parent_channel_id,
+        )
         if problem:
             return Refused(problem)
         now = self.clock()
@@ -121,12 +122,16 @@ class JobService:
             deadline_at=now + self.deadline_seconds,
             upload_limit=origin.upload_limit,
         )
+        # The limits are worked out first; the check against them and the hold happen in one
+        # transaction, so simultaneous requests can never overspend.
+        plan = await self.policy.plan(origin, now)
         result = await self.store.reserve_job(
             new,
             cost,
-            self.policy.limits(origin, now),
-            max_active_per_user=self.policy.max_active_per_user,
-            cooldown_seconds=self.policy.cooldown_seconds,
+            plan.limits,
+            max_active_per_user=plan.max_active_per_user,
+            cooldown_seconds=plan.cooldown_seconds,
+            role_ids=plan.role_ids,
             now=now,
         )
         if isinstance(result, Refusal):

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # A token this close to expiry is treated as expired: a slow upload must not straddle the end.
 TOKEN_MARGIN = 30.0
+# How far back in a channel an interrupted delivery looks for the result it may have posted.
+RESULT_SEARCH_LIMIT = 50
 ORIGINAL = cast(int, "@original")  # discord.py formats the id into the URL; Discord wants this
 
 
@@ -114,7 +116,7 @@ class DiscordSink:
             thumb_name = f"thumbnail-{job.id}{result.thumbnail.suffix}"
         embed = job_embed(view, thumbnail_name=thumb_name if result.video is None else None)
         for extra in (result.note, result.failure):
-            if extra and extra != view.note:
+            if extra and extra not in (view.note or ""):
                 embed.add_field(name="Note", value=extra[:1024], inline=False)
 
         def attachments() -> list[discord.File]:
@@ -147,7 +149,7 @@ class DiscordSink:
     async def _post_reply(self, job: Job, text: str, embed: discord.Embed, attachments: Any) -> int:
         """A new message replying to the original, mentioning only the job's owner."""
         mention = discord.AllowedMentions(
-            users=[discord.Object(id=job.user_id)], everyone=False, roles=False
+            users=[discord.Object(id=job.user_id)], everyone=False, roles=False, replied_user=False
         )
         reference = None
         if job.response_message_id is not None:
@@ -188,16 +190,41 @@ class DiscordSink:
         return dm.id
 
     async def find_result(self, job: Job) -> int | None:
-        """Whether an interrupted delivery already reached the original reply."""
-        if not self._token_alive(job):
-            return None
+        """Whether an interrupted delivery already reached the user: in the original reply while
+        its token lives, else among the channel's recent messages from the bot."""
+        if self._token_alive(job):
+            try:
+                original = await self._webhook(job).fetch_message(ORIGINAL)
+            except discord.HTTPException:
+                original = None
+            if original is not None and self._carries_result(job, original):
+                return original.id
         try:
-            message = await self._webhook(job).fetch_message(ORIGINAL)
+            channel = self.bot.get_channel(job.channel_id) or await self.bot.fetch_channel(
+                job.channel_id
+            )
+            if not isinstance(channel, discord.abc.Messageable):
+                return None
+            async for message in channel.history(limit=RESULT_SEARCH_LIMIT):
+                if message.author.id == self.bot.application_id or (
+                    self.bot.user is not None and message.author.id == self.bot.user.id
+                ):
+                    if self._carries_result(job, message):
+                        return message.id
         except discord.HTTPException:
-            return None
-        if any(a.filename == f"video-{job.id}.mp4" for a in message.attachments):
-            return message.id
+            log.info("job %s: could not search the channel for a delivered result", job.id)
         return None
+
+    @staticmethod
+    def _carries_result(job: Job, message: discord.Message) -> bool:
+        if any(a.filename == f"video-{job.id}.mp4" for a in message.attachments):
+            return True
+        # A failure or an over-limit result has no video; its embed names the job and its outcome.
+        return any(
+            (e.footer.text or "").startswith(f"job {job.id} ")
+            and any(f.name == "Note" for f in e.fields)
+            for e in message.embeds
+        )
 
     # ------------------------------------------------------------------ helpers
 

@@ -48,16 +48,25 @@ def origin_of(interaction: discord.Interaction) -> Origin:
         token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
         application_id=interaction.application_id,
         upload_limit=interaction.filesize_limit,
+        role_ids=tuple(r.id for r in getattr(interaction.user, "roles", ())),
+        parent_channel_id=getattr(interaction.channel, "parent_id", None),
     )
 
 
 async def refuse(interaction: discord.Interaction, text: str, reference: str | None = None) -> None:
-    """Turn a public 'thinking…' reply into an ephemeral refusal only the invoker sees."""
-    await interaction.followup.send(embed=notice_embed(text, reference=reference), ephemeral=True)
+    """Tell only the invoker why nothing was started."""
+    embed = notice_embed(text, reference=reference)
+    if not interaction.response.is_done():
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+        return
+    # After a public defer, the first followup replaces the "thinking…" reply and its ephemeral
+    # flag is ignored; so resolve the placeholder first, answer privately, then remove it.
+    await interaction.edit_original_response(content="Not started.")
+    await interaction.followup.send(embed=embed, ephemeral=True)
     try:
         await interaction.delete_original_response()
     except discord.HTTPException:
-        log.debug("could not remove the deferred reply", exc_info=True)
+        log.debug("could not remove the placeholder reply", exc_info=True)
 
 
 def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
@@ -89,8 +98,8 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
         reference: discord.Attachment | None = None,
         fit: str | None = None,
     ) -> None:
-        # Acknowledge first: everything after this may take longer than Discord's 3 seconds.
-        await interaction.response.defer(thinking=True)
+        # Checks that need no I/O answer at once and privately; everything slower comes after
+        # the defer, which must reach Discord within 3 seconds.
         text = prompt.strip()
         if not text:
             await refuse(interaction, "The prompt is empty.")
@@ -103,6 +112,7 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
         if problem:
             await refuse(interaction, problem)
             return
+        await interaction.response.defer(thinking=True)
         fitted: ReferenceImage | None = None
         if reference is not None:
             try:

@@ -22,7 +22,18 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
     for name in list(os.environ):
         if name.startswith(
-            ("OPENAI_", "DISCORD_", "VIDEO_", "SIM_", "DATA_DIR", "OWNER_IDS", "JOB_")
+            (
+                "OPENAI_",
+                "DISCORD_",
+                "VIDEO_",
+                "SIM_",
+                "DATA_DIR",
+                "OWNER_IDS",
+                "JOB_",
+                "QUOTA_",
+                "POLL_",
+                "LOG_",
+            )
         ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)

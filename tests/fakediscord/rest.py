@@ -768,7 +768,8 @@ class Rest:
         content = payload.get("content") or ""
         mentions = fake.resolve_mentions(content, payload.get("allowed_mentions"), None)
         allowed = payload.get("allowed_mentions")
-        ping_author = allowed is None or allowed.get("replied_user", True)
+        # Inside an allowed_mentions object Discord defaults replied_user to false.
+        ping_author = allowed is None or bool(allowed.get("replied_user", False))
         if referenced is not None and ping_author and referenced.author not in mentions:
             mentions.append(referenced.author)
         message = fake.new_message(

@@ -1,0 +1,107 @@
+"""The whole bot, end to end: the real `VideoBot` on discord.py against the fake Discord, the
+simulated Videos API over loopback, and a real SQLite file. Shared by the end-to-end test modules."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from bot.app import VideoBot
+from bot.settings import Settings
+from bot.sim import SimConfig, SimServer
+from tests.fakediscord import FakeDiscord
+from tests.fakediscord.fixture import running
+from tests.fakediscord.state import Channel, Guild, Message, User
+
+API_KEY = "sk-e2e-secret-key-0123456789"
+
+
+@dataclass
+class World:
+    """One guild with a channel and a few members, a simulator and a data directory."""
+
+    fake: FakeDiscord
+    sim: SimServer
+    data_dir: Path
+    guild: Guild
+    channel: Channel
+    users: list[User]
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user(self) -> User:
+        return self.users[0]
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "discord_token": SecretStr(self.fake.token),
+            "discord_guild_ids": [self.guild.id],
+            "openai_api_key": SecretStr(API_KEY),
+            "openai_base_url": self.sim.base_url,
+            "data_dir": self.data_dir,
+            "poll_interval_seconds": 1.0,
+            "openai_max_retries": 2,
+            # Generous limits unless a test is about limits: these tests are about delivery.
+            "quota_user_daily_dollars": "1000",
+            "quota_user_monthly_dollars": "1000",
+            "quota_bot_daily_dollars": "10000",
+            "quota_max_active_per_user": 10,
+            "quota_cooldown_seconds": 0,
+            "quota_max_concurrent_jobs": 50,
+            **self.settings_overrides,
+            **overrides,
+        }
+        # `_env_file=None`: a developer's .env must not change what the tests run.
+        return Settings(_env_file=None, **values)
+
+    @contextlib.asynccontextmanager
+    async def bot(self, **overrides: Any) -> AsyncIterator[VideoBot]:
+        bot = VideoBot(self.settings(**overrides))
+        # A forced re-identify costs discord.py 5 real seconds; the fake never rate limits it.
+        bot.before_identify_hook = _no_wait  # type: ignore[method-assign]
+        async with running(bot, self.fake, timeout=20):
+            yield bot
+
+    def messages(self, channel: Channel | None = None) -> list[Message]:
+        return self.fake.channel_messages(channel or self.channel, include_ephemeral=True)
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:  # noqa: ASYNC109
+        return await self.fake.wait_for(predicate, timeout=timeout, poll=0.05)
+
+
+async def _no_wait(shard_id: int | None, *, initial: bool = False) -> None:
+    return None
+
+
+@contextlib.asynccontextmanager
+async def world(
+    fake: FakeDiscord, tmp_path: Path, *, users: int = 1, **sim_config: Any
+) -> AsyncIterator[World]:
+    config = SimConfig(job_seconds=sim_config.pop("job_seconds", 1.5), **sim_config)
+    sim = SimServer(config)
+    await sim.start()
+    try:
+        guild = fake.add_guild("Video Club")
+        channel = fake.add_text_channel(guild, "videos")
+        members = []
+        for i in range(users):
+            user = fake.add_user(f"member{i}")
+            fake.add_member(guild, user)
+            members.append(user)
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        yield World(fake, sim, data_dir, guild, channel, members)
+    finally:
+        await sim.stop()
+
+
+def video_attachment(message: Message) -> bytes | None:
+    for attachment in message.attachments:
+        if attachment.filename.endswith(".mp4"):
+            return attachment.data
+    return None

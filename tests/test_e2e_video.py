@@ -1,0 +1,285 @@
+"""`/video` end to end: what a member sees in Discord, what the video API receives, and what the
+database holds, with the real discord.py client, the simulator and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image
+
+from bot.store import JobBalance, Store
+from tests.e2e import World, video_attachment, world
+from tests.fakediscord import FakeDiscord, Interaction, Upload
+from tests.fakediscord.state import Message
+
+DEFERRED = 5  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+
+
+@pytest.fixture
+async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, users=5) as env:
+        yield env
+
+
+def decode(data: bytes) -> tuple[int, int, float]:
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
+        handle.write(data)
+        handle.flush()
+        with av.open(handle.name) as container:
+            stream = container.streams.video[0]
+            assert container.duration is not None
+            return (
+                stream.codec_context.width,
+                stream.codec_context.height,
+                container.duration / av.time_base,
+            )
+
+
+def field_values(message: Message) -> dict[str, str]:
+    embed = message.embed
+    assert embed is not None
+    return {f["name"]: f["value"] for f in embed.get("fields", [])}
+
+
+async def test_video_with_every_option_ends_as_the_mp4_in_the_reply(w: World) -> None:
+    async with w.bot():
+        photo = io.BytesIO()
+        Image.new("RGB", (800, 600), (30, 160, 90)).save(photo, "PNG")
+        interaction = await w.fake.dispatch_slash(
+            "video",
+            {
+                "prompt": "a red fox in the snow",
+                "model": "sora-2-pro",
+                "seconds": "8",
+                "size": "1792x1024",
+                "reference": Upload("photo.png", photo.getvalue(), "image/png"),
+            },
+            user=w.user,
+            channel=w.channel,
+        )
+        await w.wait_for(lambda: interaction.acknowledged, timeout=3)
+        assert interaction.response_type == DEFERRED
+
+        def delivered() -> Message | None:
+            original = interaction.original
+            if original is not None and video_attachment(original):
+                return original
+            return None
+
+        message: Message = await w.wait_for(delivered)
+    data = video_attachment(message)
+    assert data is not None
+    width, height, seconds = decode(data)
+    assert (width, height) == (1792, 1024)
+    assert abs(seconds - 8) < 0.2
+    # The member watched it progress before it finished.
+    assert message.edited
+    shown = " ".join(str(h.get("embeds")) for h in message.history)
+    assert "queued" in shown.lower() or "%" in shown
+    embed = message.embed
+    assert embed is not None
+    assert "a red fox in the snow" in str(embed)
+    # The API got the fitted reference as multipart `input_reference`, at the requested size.
+    (job,) = w.sim.videos.values()
+    assert (job.model, job.seconds, job.size) == ("sora-2-pro", "8", "1792x1024")
+    assert job.reference is not None
+    with Image.open(io.BytesIO(job.reference)) as fitted:
+        assert fitted.size == (1792, 1024)
+    creates = [r for r in w.sim.requests if r.method == "POST"]
+    assert len(creates) == 1
+    assert "input_reference" in creates[0].files
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"model": "sora-2", "size": "1792x1024"}, "does not make 1792x1024"),
+        ({"prompt": "   "}, "prompt is empty"),
+    ],
+)
+async def test_a_refused_request_is_private_and_reaches_no_api(
+    w: World, options: dict[str, str], expected: str
+) -> None:
+    async with w.bot():
+        interaction = await w.fake.dispatch_slash(
+            "video", {"prompt": "a cat", **options}, user=w.user, channel=w.channel
+        )
+        await w.wait_for(lambda: interaction.original is not None)
+    original = interaction.original
+    assert original is not None
+    assert original.ephemeral
+    assert expected in str(original.embed)
+    assert [m for m in w.messages() if not m.ephemeral and not m.deleted] == []
+    assert w.sim.requests == []
+
+
+async def run_video(w: World, prompt: str, user_index: int = 0, **options: str) -> Interaction:
+    return await w.fake.dispatch_slash(
+        "video", {"prompt": prompt, **options}, user=w.users[user_index], channel=w.channel
+    )
+
+
+def final_message(w: World, interaction: Interaction) -> Message | None:
+    """The message carrying the job's outcome: the edited reply, or a channel reply after it."""
+    original = interaction.original
+    if original is not None and (video_attachment(original) or "❌" in str(original.embed)):
+        return original
+    for message in w.messages():
+        ref = message.reference or {}
+        if str(ref.get("message_id")) == str(original.id if original else None):
+            return message
+    return None
+
+
+async def test_a_failed_job_says_why_and_refunds(w: World) -> None:
+    w.sim.config.moderation_word = "forbidden"
+    async with w.bot() as bot:
+        interaction = await run_video(w, "something forbidden here")
+        await w.wait_for(
+            lambda: (
+                interaction.original is not None
+                and "content policy" in str(interaction.original.embed).lower()
+            )
+        )
+        (job,) = await bot.store.recent_jobs(w.user.id, 5)
+        await w.wait_for(lambda: True)
+        assert job.state == "failed"
+        balances = await bot.store.ledger_sum_by_job()
+        assert balances[job.id].held == 0
+        assert balances[job.id].spent == 0
+    original = interaction.original
+    assert original is not None
+    assert video_attachment(original) is None
+
+
+async def test_everyone_in_a_prompt_pings_nobody(w: World) -> None:
+    async with w.bot():
+        interaction = await run_video(w, "@everyone look at <@&123> dancing")
+        await w.wait_for(
+            lambda: interaction.original is not None and video_attachment(interaction.original)
+        )
+    for record in w.fake.requests:
+        payload = record.json if isinstance(record.json, dict) else {}
+        allowed = payload.get("allowed_mentions")
+        if "content" in payload or "embeds" in payload:
+            assert allowed is not None, record.route
+            assert "everyone" not in allowed.get("parse", []), record.route
+            assert "roles" not in allowed.get("parse", []), record.route
+    assert all(not m.mentions for m in w.messages() if m.author.id != w.user.id)
+
+
+def has_video(interaction: Interaction) -> bool:
+    return interaction.original is not None and video_attachment(interaction.original) is not None
+
+
+async def test_after_the_token_expires_the_result_is_a_channel_reply_to_the_user(w: World) -> None:
+    async with w.bot():
+        interaction = await run_video(w, "a slow sunrise")
+        await w.wait_for(lambda: interaction.acknowledged and interaction.edits >= 1)
+        # Sixteen minutes pass at Discord: the interaction token is dead.
+        w.fake.clock.advance(16 * 60)
+
+        def reply() -> Message | None:
+            for message in w.messages():
+                if message is not interaction.original and video_attachment(message):
+                    return message
+            return None
+
+        message: Message = await w.wait_for(reply)
+    assert (401, 50027) in interaction.errors
+    assert [u.id for u in message.mentions] == [w.user.id]
+    assert f"<@{w.user.id}>" in message.content
+    assert message.referenced is interaction.original
+    assert not has_video(interaction)
+
+
+async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(w: World) -> None:
+    async with w.bot():
+        roomy = await run_video(w, "waves", seconds="4", size="1280x720")
+        await w.wait_for(lambda: has_video(roomy))
+        assert roomy.original is not None
+        full = video_attachment(roomy.original)
+        assert full is not None
+        limit = len(full) * 2 // 3
+        tight = await w.fake.dispatch_slash(
+            "video",
+            {"prompt": "waves again", "seconds": "4", "size": "1280x720"},
+            user=w.user,
+            channel=w.channel,
+            attachment_size_limit=limit,
+        )
+        await w.wait_for(lambda: has_video(tight), timeout=60)
+    assert tight.original is not None
+    fitted = video_attachment(tight.original)
+    assert fitted is not None
+    assert len(fitted) <= limit
+    width, height, seconds = decode(fitted)
+    assert abs(seconds - 4) < 0.3
+    assert "Re-encoded" in str(tight.original.embed)
+
+
+async def test_a_video_that_cannot_fit_shows_the_thumbnail_and_says_why(w: World) -> None:
+    async with w.bot():
+        tiny = await w.fake.dispatch_slash(
+            "video",
+            {"prompt": "a very detailed city"},
+            user=w.user,
+            channel=w.channel,
+            attachment_size_limit=12_000,
+        )
+        await w.wait_for(
+            lambda: tiny.original is not None and "upload limit" in str(tiny.original.embed),
+            timeout=60,
+        )
+    original = tiny.original
+    assert original is not None
+    assert video_attachment(original) is None
+    # The preview is shown when it fits; nothing over the limit was attempted.
+    assert all(a.filename.endswith(".webp") and a.size <= 12_000 for a in original.attachments)
+    assert not any(status == 413 for status, _ in tiny.errors)
+
+
+async def test_a_restart_mid_job_delivers_exactly_once(w: World) -> None:
+    w.sim.config.job_seconds = 4.0
+    async with w.bot() as bot:
+        interaction = await run_video(w, "a lighthouse in a storm")
+        await w.wait_for(lambda: len(w.sim.videos) == 1)
+        (job,) = await bot.store.recent_jobs(w.user.id, 1)
+        await w.wait_for(lambda: True)
+    # The first process is gone before the video was done; a new one starts on the same files.
+    async with w.bot() as second:
+        await w.wait_for(lambda: has_video(interaction))
+        await asyncio.sleep(2.5)  # two more tracker rounds: nothing may be posted again
+        done = await second.store.get_job(job.id)
+    assert done is not None
+    assert done.delivery_state == "done"
+    posted = [m for m in w.messages() if video_attachment(m)]
+    assert len(posted) == 1
+    assert sum(1 for r in w.sim.requests if r.method == "POST") == 1
+    balances = await _ledger(w.data_dir)
+    assert balances[job.id].spent == job.cost_micros
+    assert balances[job.id].held == 0
+
+
+async def _ledger(data_dir: Path) -> dict[int, JobBalance]:
+    async with await Store.open(data_dir / "bot.sqlite3") as store:
+        return await store.ledger_sum_by_job()
+
+
+async def test_twenty_concurrent_requests_from_five_users_all_arrive(w: World) -> None:
+    async with w.bot():
+        interactions = await asyncio.gather(
+            *(run_video(w, f"clip {i} by member {i % 5}", i % 5) for i in range(20))
+        )
+        await w.wait_for(lambda: all(has_video(i) for i in interactions), timeout=120)
+    assert all(i.response_type == DEFERRED for i in interactions)
+    assert sum(1 for r in w.sim.requests if r.method == "POST") == 20
+    for i, interaction in enumerate(interactions):
+        assert interaction.original is not None
+        assert f"clip {i} by member {i % 5}" in str(interaction.original.embed)

@@ -1,0 +1,633 @@
+"""The quota policy over a real SQLite store: windows, caps, overrides, refusals and reports."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import quota
+from bot.quota import (
+    DAY_SECONDS,
+    GuildSettings,
+    QuotaDefaults,
+    QuotaPlan,
+    QuotaPolicy,
+    check_request,
+    load_guild_settings,
+    parse_dollars,
+)
+from bot.settings import load_settings
+from bot.store import Job, NewJob, Refusal, Store
+
+COST = 400_000  # $0.40
+# Midday on the last day of January, UTC: the month ends in 12 hours.
+T0 = datetime(2025, 1, 31, 12, 0, tzinfo=UTC).timestamp()
+FEB_1 = datetime(2025, 2, 1, tzinfo=UTC).timestamp()
+GUILD = 100
+OTHER_GUILD = 200
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclasses.dataclass(frozen=True)
+class Asker:
+    """What bot.submit.Origin carries that the policy reads."""
+
+    user_id: int = 1
+    guild_id: int | None = GUILD
+    role_ids: tuple[int, ...] = ()
+    channel_id: int = 10
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "bot.sqlite3", clock=clock)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def make_policy(store: Store, **fields: Any) -> QuotaPolicy:
+    # Generous unless a test narrows one thing, so each test sees only the limit it is about.
+    values: dict[str, Any] = {
+        "user_daily_micros": 100 * COST,
+        "user_monthly_micros": 100 * COST,
+        "bot_daily_micros": 100 * COST,
+        "max_active_per_user": None,
+        "cooldown_seconds": None,
+    }
+    values.update(fields)
+    return QuotaPolicy(store, QuotaDefaults(**values))
+
+
+async def ask(
+    policy: QuotaPolicy,
+    asker: Asker | None = None,
+    *,
+    now: float | None = None,
+    cost: int = COST,
+) -> Job | Refusal:
+    """What JobService.submit does: plan, then check-and-reserve in one transaction."""
+    asker = asker or Asker()
+    at = policy.store.clock() if now is None else now
+    plan = await policy.plan(asker, at)
+    new = NewJob(
+        user_id=asker.user_id,
+        guild_id=asker.guild_id,
+        channel_id=asker.channel_id,
+        prompt="a fox in the snow",
+        model="sora-2",
+        seconds="4",
+        size="1280x720",
+        cost_micros=cost,
+    )
+    return await policy.store.reserve_job(
+        new,
+        cost,
+        plan.limits,
+        max_active_per_user=plan.max_active_per_user,
+        cooldown_seconds=plan.cooldown_seconds,
+        role_ids=plan.role_ids,
+        now=at,
+    )
+
+
+async def granted(policy: QuotaPolicy, asker: Asker | None = None, **kw: Any) -> Job:
+    got = await ask(policy, asker, **kw)
+    assert isinstance(got, Job), got
+    return got
+
+
+async def refused(policy: QuotaPolicy, asker: Asker | None = None, **kw: Any) -> Refusal:
+    got = await ask(policy, asker, **kw)
+    assert isinstance(got, Refusal), got
+    return got
+
+
+async def deliver(store: Store, job: Job) -> None:
+    await store.mark_create_attempted(job.id, store.clock())
+    await store.attach_video(job.id, f"video_{job.id}", "queued", 0)
+    await store.mark_succeeded(job.id, store.clock(), store.clock() + 3600)
+    assert await store.claim_delivery(job.id)
+    await store.finish_delivery(job.id, 555)
+
+
+# ---------------------------------------------------------------------- concurrency
+
+
+async def test_fifty_simultaneous_requests_get_exactly_the_budget(store: Store) -> None:
+    policy = make_policy(store, user_daily_micros=3 * COST)
+    results = await asyncio.gather(*(ask(policy) for _ in range(50)))
+    jobs = [r for r in results if isinstance(r, Job)]
+    refusals = [r for r in results if isinstance(r, Refusal)]
+    assert len(jobs) == 3 and len(refusals) == 47
+    assert {r.limit_name for r in refusals} == {quota.USER_DAILY}
+    assert all("24-hour budget" in policy.describe(r) for r in refusals)
+    # Those planned before any job existed still say when budget comes back: a day from now.
+    assert all(r.resets_at == pytest.approx(T0 + DAY_SECONDS, abs=0.01) for r in refusals)
+    assert await store.usage(user_id=1) == 3 * COST
+    assert (await store.ledger_balances())["held"] == 3 * COST
+
+
+async def test_fifty_simultaneous_requests_from_many_users_respect_the_bot_cap(
+    store: Store,
+) -> None:
+    policy = make_policy(store, bot_daily_micros=5 * COST)
+    results = await asyncio.gather(*(ask(policy, Asker(user_id=u)) for u in range(50)))
+    assert sum(isinstance(r, Job) for r in results) == 5
+    assert {r.limit_name for r in results if isinstance(r, Refusal)} == {quota.BOT_DAILY}
+    assert await store.usage() == 5 * COST
+
+
+# ---------------------------------------------------------------------- windows
+
+
+async def test_the_daily_budget_is_a_rolling_24_hours(store: Store) -> None:
+    policy = make_policy(store, user_daily_micros=2 * COST)
+    await granted(policy, now=T0)
+    await granted(policy, now=T0 + 3600)
+    refusal = await refused(policy, now=T0 + 7200)
+    assert refusal.limit_name == quota.USER_DAILY
+    assert refusal.used_micros == 2 * COST and refusal.max_micros == 2 * COST
+    # The oldest request leaves the window 24 hours after it was made, freeing its cost.
+    assert refusal.resets_at == pytest.approx(T0 + DAY_SECONDS, abs=0.01)
+    assert refusal.resets_at is not None
+    # Crossing UTC midnight changes nothing: the window is rolling, not a calendar day.
+    await refused(policy, now=T0 + DAY_SECONDS)
+    # A retry at the time given is admitted.
+    await granted(policy, now=refusal.resets_at)
+    refusal = await refused(policy, now=T0 + DAY_SECONDS + 1)
+    assert refusal.resets_at == pytest.approx(T0 + 3600 + DAY_SECONDS, abs=0.01)
+
+
+async def test_the_monthly_budget_resets_on_the_first_of_the_month(
+    store: Store, clock: Clock
+) -> None:
+    policy = make_policy(store, user_monthly_micros=2 * COST)
+    late = FEB_1 - 600  # 23:50 on 31 January
+    await granted(policy, now=T0 - 20 * DAY_SECONDS)  # 11 January
+    await granted(policy, now=late)
+    refusal = await refused(policy, now=late + 60)
+    assert refusal.limit_name == quota.USER_MONTHLY
+    assert refusal.resets_at == FEB_1
+    assert f"<t:{int(FEB_1)}:R>" in policy.describe(refusal)
+    # In February the month starts from zero, though the 23:50 request is an hour old.
+    await granted(policy, now=FEB_1)
+    await granted(policy, now=FEB_1 + 1)
+    assert (await refused(policy, now=FEB_1 + 2)).resets_at == datetime(
+        2025, 3, 1, tzinfo=UTC
+    ).timestamp()
+
+
+def test_calendar_helpers_roll_over_the_year() -> None:
+    dec = datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+    assert quota.month_start(dec) == datetime(2024, 12, 1, tzinfo=UTC).timestamp()
+    assert quota.next_month_start(dec) == datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    assert quota.utc_day_start(dec) == datetime(2024, 12, 31, tzinfo=UTC).timestamp()
+    assert quota.utc_day_start(FEB_1) == FEB_1
+
+
+async def test_the_bot_wide_daily_cap_counts_every_user(store: Store) -> None:
+    policy = make_policy(store, bot_daily_micros=2 * COST, exempt_role_ids=frozenset({9}))
+    await granted(policy, Asker(user_id=1))
+    await granted(policy, Asker(user_id=2, guild_id=OTHER_GUILD))
+    # Exempt roles skip the users' budgets, never the owners' cap.
+    refusal = await refused(policy, Asker(user_id=3, role_ids=(9,)))
+    assert refusal.limit_name == quota.BOT_DAILY
+    assert refusal.resets_at == FEB_1  # the next UTC midnight
+    text = policy.describe(refusal)
+    assert "bot-wide daily spending cap" in text and "$0.00 of $0.80 left" in text
+    # The owners raise it at run time; it is kept in the store.
+    await policy.set_bot_daily_cap(3 * COST)
+    assert await make_policy(store).bot_daily_cap() == 3 * COST
+    await granted(policy, Asker(user_id=3))
+    await refused(policy, Asker(user_id=4))
+    # A new UTC day starts from zero.
+    await granted(policy, Asker(user_id=4), now=FEB_1)
+    # None goes back to the setting.
+    await policy.set_bot_daily_cap(None)
+    assert await policy.bot_daily_cap() == 2 * COST
+    with pytest.raises(ValueError, match="between"):
+        await policy.set_bot_daily_cap(-1)
+
+
+async def test_a_guild_cannot_lift_the_bot_cap(store: Store) -> None:
+    policy = make_policy(store, bot_daily_micros=COST)
+    await quota.set_exempt(store, GUILD, "user", 1)
+    await store.set_guild_setting(GUILD, quota.KEY_USER_DAILY, 100 * COST)
+    await granted(policy)
+    assert (await refused(policy)).limit_name == quota.BOT_DAILY
+
+
+# ---------------------------------------------------------------------- per guild, role, member
+
+
+async def test_a_guild_override_of_the_defaults_stays_in_that_guild(store: Store) -> None:
+    policy = make_policy(
+        store, user_daily_micros=2 * COST, max_active_per_user=1, cooldown_seconds=60
+    )
+    await quota.set_guild_budget(store, GUILD, "daily", 3 * COST)
+    await quota.set_guild_max_active(store, GUILD, 5)
+    await quota.set_guild_cooldown(store, GUILD, 0)
+    for _ in range(3):
+        await granted(policy, Asker(user_id=1))
+    assert (await refused(policy, Asker(user_id=1))).max_micros == 3 * COST
+    # Another guild keeps the bot's defaults: one job at a time, a cooldown.
+    await granted(policy, Asker(user_id=2, guild_id=OTHER_GUILD))
+    refusal = await refused(policy, Asker(user_id=2, guild_id=OTHER_GUILD))
+    assert refusal.kind == "active" and refusal.max_active == 1
+    plan = await policy.plan(Asker(user_id=2, guild_id=OTHER_GUILD), T0)
+    assert plan.cooldown_seconds == 60 and plan.max_active_per_user == 1
+    # And so does a DM.
+    plan = await policy.plan(Asker(user_id=2, guild_id=None), T0)
+    assert [lim.max_micros for lim in plan.limits if lim.name == quota.USER_DAILY] == [2 * COST]
+    # A user's budget counts their spending everywhere: the $1.20 spent in the generous guild
+    # leaves nothing of the $0.80 default elsewhere.
+    refusal = await refused(policy, Asker(user_id=1, guild_id=OTHER_GUILD))
+    assert refusal.limit_name == quota.USER_DAILY and refusal.max_micros == 2 * COST
+    # Reset: back to the default.
+    await quota.set_guild_budget(store, GUILD, "daily", None)
+    assert (await load_guild_settings(store, GUILD)).user_daily_micros is None
+    assert (await refused(policy, Asker(user_id=1))).max_micros == 2 * COST
+
+
+async def test_a_member_gets_the_most_generous_of_their_roles(store: Store) -> None:
+    policy = make_policy(store, user_daily_micros=COST)
+    await quota.set_quota(store, GUILD, "role", 7, quota.USER_DAILY, max_micros=3 * COST)
+    await quota.set_quota(store, GUILD, "role", 8, quota.USER_DAILY, max_micros=2 * COST)
+    both = Asker(user_id=1, role_ids=(7, 8))
+    for _ in range(3):
+        await granted(policy, both)
+    assert (await refused(policy, both)).max_micros == 3 * COST
+    only_8 = Asker(user_id=2, role_ids=(8,))
+    await granted(policy, only_8)
+    await granted(policy, only_8)
+    assert (await refused(policy, only_8)).max_micros == 2 * COST
+    # The roles belong to their guild.
+    assert (
+        await refused(policy, dataclasses.replace(only_8, guild_id=OTHER_GUILD))
+    ).max_micros == (COST)
+    # A member's own budget decides over their roles'.
+    await quota.set_quota(store, GUILD, "user", 3, quota.USER_DAILY, max_micros=0)
+    refusal = await refused(policy, Asker(user_id=3, role_ids=(7,)))
+    assert refusal.max_micros == 0
+    assert "switched off" in policy.describe(refusal)
+
+
+async def test_exempt_roles_skip_the_member_limits(store: Store) -> None:
+    policy = make_policy(
+        store,
+        user_daily_micros=0,
+        user_monthly_micros=0,
+        max_active_per_user=1,
+        cooldown_seconds=60,
+        exempt_role_ids=frozenset({9}),
+    )
+    # From settings: everywhere the role is held.
+    for guild in (GUILD, OTHER_GUILD):
+        for _ in range(2):
+            await granted(policy, Asker(user_id=1, guild_id=guild, role_ids=(9,)))
+    assert (await refused(policy, Asker(user_id=2))).limit_name == quota.USER_MONTHLY
+    # From a guild's admins: in that guild only.
+    await quota.set_exempt(store, GUILD, "role", 5)
+    for _ in range(2):
+        await granted(policy, Asker(user_id=3, role_ids=(5,)))
+    await refused(policy, Asker(user_id=4, guild_id=OTHER_GUILD, role_ids=(5,)))
+    # Lifting the exemption restores the default.
+    await quota.set_exempt(store, GUILD, "role", 5, exempt=False)
+    assert await quota.quota_overrides_for(store, GUILD, "role", 5) == []
+    await refused(policy, Asker(user_id=5, role_ids=(5,)))
+
+
+async def test_lifting_an_exemption_keeps_a_budget(store: Store) -> None:
+    await quota.set_quota(store, GUILD, "user", 1, quota.USER_DAILY, max_micros=COST)
+    await quota.set_exempt(store, GUILD, "user", 1)
+    daily = await store.get_quota_override(GUILD, "user", 1, quota.USER_DAILY)
+    assert daily is not None and daily.exempt and daily.max_micros == COST
+    await quota.set_exempt(store, GUILD, "user", 1, exempt=False)
+    kept = await quota.quota_overrides_for(store, GUILD, "user", 1)
+    assert [(o.limit_name, o.max_micros, o.exempt) for o in kept] == [
+        (quota.USER_DAILY, COST, False)
+    ]
+    assert await quota.reset_quota(store, GUILD, "user", 1) == 1
+    assert await quota.quota_overrides_for(store, GUILD, "user", 1) == []
+
+
+async def test_set_quota_refuses_what_cannot_apply(store: Store) -> None:
+    with pytest.raises(ValueError, match="can't be overridden"):
+        await quota.set_quota(store, GUILD, "user", 1, quota.BOT_DAILY, exempt=True)
+    with pytest.raises(ValueError, match="only be exempted"):
+        await quota.set_quota(store, GUILD, "user", 1, quota.ACTIVE_JOBS_LIMIT, max_micros=5)
+    with pytest.raises(ValueError, match="amount or exempt"):
+        await quota.set_quota(store, GUILD, "user", 1, quota.USER_DAILY)
+    assert await store.list_quota_overrides(GUILD) == []
+
+
+# ---------------------------------------------------------------------- active jobs and cooldown
+
+
+async def test_at_most_n_active_jobs_per_user(store: Store) -> None:
+    policy = make_policy(store, max_active_per_user=2)
+    first = await granted(policy)
+    await granted(policy)
+    refusal = await refused(policy)
+    assert refusal.kind == "active" and refusal.active_jobs == 2 and refusal.max_active == 2
+    assert "2 of 2 videos in progress" in policy.describe(refusal)
+    await granted(policy, Asker(user_id=2))  # others are not affected
+    await store.mark_failed(first.id, "boom", None)
+    await granted(policy)
+
+
+async def test_cooldown_gives_the_retry_time(store: Store) -> None:
+    policy = make_policy(store, cooldown_seconds=30)
+    await granted(policy, now=T0)
+    refusal = await refused(policy, now=T0 + 10)
+    assert refusal.kind == "cooldown"
+    assert refusal.retry_after == pytest.approx(20)
+    assert refusal.resets_at == pytest.approx(T0 + 30)
+    text = policy.describe(refusal)
+    assert "20 more seconds" in text and f"<t:{int(T0 + 30)}:R>" in text
+    await granted(policy, now=T0 + 30)
+
+
+async def test_default_defaults_are_two_active_jobs_and_a_cooldown(store: Store) -> None:
+    policy = QuotaPolicy(store)
+    assert policy.max_active_per_user == 2
+    assert policy.cooldown_seconds == 30
+    assert policy.max_concurrent == 4
+    plan = await policy.plan(Asker(), T0)
+    assert isinstance(plan, QuotaPlan)
+    assert [lim.name for lim in plan.limits] == [
+        quota.USER_MONTHLY,
+        quota.USER_DAILY,
+        quota.BOT_DAILY,
+    ]
+    assert (plan.max_active_per_user, plan.cooldown_seconds) == (2, 30)
+    assert await policy.limits(Asker(), T0) == plan.limits
+
+
+# ---------------------------------------------------------------------- what the user reads
+
+
+def spend(name: str, used: int, cap: int, cost: int, resets_at: float | None) -> Refusal:
+    return Refusal(
+        kind="spend",
+        limit_name=name,
+        used_micros=used,
+        max_micros=cap,
+        cost_micros=cost,
+        resets_at=resets_at,
+    )
+
+
+async def test_describe_names_the_limit_what_is_left_and_the_reset(store: Store) -> None:
+    policy = make_policy(store)
+    text = policy.describe(spend(quota.USER_DAILY, 1_600_000, 2_000_000, 800_000, T0 + 3600))
+    assert "24-hour budget" in text
+    assert "$0.40 of $2.00 left" in text and "costs $0.80" in text
+    assert f"<t:{int(T0 + 3600)}:R>" in text
+    text = policy.describe(spend(quota.USER_MONTHLY, 19_900_000, 20_000_000, 400_000, FEB_1))
+    assert "monthly budget" in text and "$0.10 of $20.00 left" in text
+    assert f"resets <t:{int(FEB_1)}:R>" in text
+    # Fractional reset times round up, never down to a time already past.
+    assert "<t:1001:R>" in policy.describe(spend(quota.BOT_DAILY, 1, 1, 1, 1000.2))
+    # A ceiling lowered below what was used shows nothing left, never a negative amount.
+    assert "$0.00 of $1.00 left" in policy.describe(
+        spend(quota.USER_DAILY, 3_000_000, 1_000_000, 1, None)
+    )
+    # A request over the whole budget is told so: waiting would not help.
+    text = policy.describe(spend(quota.USER_DAILY, 0, 2_000_000, 6_000_000, None))
+    assert "costs $6.00, more than your whole 24-hour budget of $2.00" in text
+    assert "paused" in policy.describe(spend(quota.BOT_DAILY, 0, 0, 1, FEB_1))
+    assert "'weekly' limit" in policy.describe(spend("weekly", 0, 1, 2, None))
+
+
+# ---------------------------------------------------------------------- /quota and usage
+
+
+async def test_usage_report_figures(store: Store, clock: Clock) -> None:
+    policy = make_policy(
+        store,
+        user_daily_micros=2_000_000,
+        user_monthly_micros=20_000_000,
+        bot_daily_micros=25_000_000,
+        max_active_per_user=2,
+        cooldown_seconds=30,
+    )
+    await granted(policy, now=T0 - 2 * DAY_SECONDS)  # this month, not today
+    failed = await granted(policy, now=T0 - 7200, cost=1_000_000)
+    await store.mark_failed(failed.id, "boom", None)
+    await deliver(store, await granted(policy, now=T0 - 3600, cost=800_000))
+    await granted(policy, Asker(user_id=2), now=T0 - 30)  # someone else
+    fresh = await policy.usage_report(9, GUILD, (), now=T0)
+    assert fresh.windows[0].used_micros == 0 and fresh.windows[0].resets_at is None
+    report = await policy.usage_report(1, GUILD, (), now=T0)
+    daily, monthly = report.windows
+    assert (daily.name, daily.used_micros, daily.max_micros) == (
+        quota.USER_DAILY,
+        800_000,
+        2_000_000,
+    )
+    assert daily.left_micros == 1_200_000 and daily.rolling
+    # The refunded request does not count; the settled one ages out first.
+    assert daily.resets_at == pytest.approx(T0 - 3600 + DAY_SECONDS, abs=0.01)
+    assert (monthly.used_micros, monthly.left_micros) == (1_200_000, 18_800_000)
+    assert monthly.resets_at == FEB_1 and not monthly.rolling
+    assert (report.bot.used_micros, report.bot.max_micros) == (1_200_000, 25_000_000)
+    assert report.bot.resets_at == FEB_1
+    assert report.left_micros == 1_200_000
+    assert report.active_jobs == 1  # the first is still held, not delivered
+    assert report.max_active == 2
+    assert report.next_request_at is None  # the last ask was an hour ago
+    earlier = await policy.usage_report(1, GUILD, (), now=T0 - 3590)
+    assert earlier.next_request_at == pytest.approx(T0 - 3600 + 30)
+    # Roles and exemptions show as the next request would be checked.
+    await quota.set_quota(store, GUILD, "role", 7, quota.USER_DAILY, max_micros=5_000_000)
+    await quota.set_exempt(store, GUILD, "user", 2)
+    with_role = await policy.usage_report(1, GUILD, (7,), now=T0)
+    assert with_role.windows[0].max_micros == 5_000_000
+    exempt = await policy.usage_report(2, GUILD, (), now=T0)
+    assert exempt.windows[0].exempt and exempt.windows[0].left_micros is None
+    assert exempt.max_active is None and exempt.cooldown_seconds is None
+    assert exempt.windows[0].resets_at == pytest.approx(T0 - 30 + DAY_SECONDS, abs=0.01)
+    # In another guild the member has no exemption.
+    elsewhere = await policy.usage_report(2, OTHER_GUILD, (), now=T0)
+    assert elsewhere.windows[0].max_micros == 2_000_000
+
+
+async def test_guild_usage_today_month_and_top_members(store: Store) -> None:
+    policy = make_policy(store)
+    await granted(policy, Asker(user_id=1), now=T0 - 20 * DAY_SECONDS, cost=3 * COST)
+    await granted(policy, Asker(user_id=2), now=T0, cost=2 * COST)
+    await granted(policy, Asker(user_id=1), now=T0, cost=COST)
+    await granted(policy, Asker(user_id=3, guild_id=OTHER_GUILD), now=T0, cost=9 * COST)
+    usage = await policy.guild_usage(GUILD, now=T0)
+    assert usage.today_micros == 3 * COST
+    assert usage.month_micros == 6 * COST
+    assert usage.top_month == ((1, 4 * COST), (2, 2 * COST))
+
+
+# ---------------------------------------------------------------------- money moves
+
+
+async def test_a_refund_frees_budget_and_a_settlement_keeps_it_spent(
+    store: Store, clock: Clock
+) -> None:
+    policy = make_policy(store, user_daily_micros=2 * COST)
+    first = await granted(policy)
+    second = await granted(policy)
+    assert (await refused(policy)).used_micros == 2 * COST
+    # A failed job's hold is refunded: its budget is free again.
+    await store.mark_failed(first.id, "create_failed", "the API said no")
+    third = await granted(policy)
+    # A delivered job is settled: still counted, so no budget comes back.
+    await deliver(store, second)
+    assert (await refused(policy)).used_micros == 2 * COST
+    # A finished video that expired before delivery is refunded.
+    await store.mark_create_attempted(third.id, clock())
+    await store.attach_video(third.id, "video_x", "queued", 0)
+    await store.mark_succeeded(third.id, clock(), clock() + 60)
+    await store.expire_undelivered(third.id)
+    await granted(policy)
+    balances = await store.ledger_balances()
+    assert balances == {"held": COST, "spent": COST}
+
+
+# ---------------------------------------------------------------------- guild settings
+
+
+async def test_guild_settings_round_trip_and_check(store: Store) -> None:
+    assert await load_guild_settings(store, GUILD) == GuildSettings()
+    await quota.set_allowed_models(store, GUILD, ["sora-2", "sora-2"])
+    await quota.set_max_seconds(store, GUILD, 8)
+    await quota.set_allowed_channels(store, GUILD, [30, 20, 30])
+    got = await load_guild_settings(store, GUILD)
+    assert got.allowed_models == ("sora-2",)
+    assert got.max_seconds == 8
+    assert got.channel_ids == (20, 30)
+    assert await load_guild_settings(store, OTHER_GUILD) == GuildSettings()
+    assert await load_guild_settings(store, None) == GuildSettings()
+
+    assert check_request(got, "sora-2", "8", 20) is None
+    assert check_request(got, "sora-2", 4, 99, parent_channel_id=30) is None  # a thread
+    text = check_request(got, "sora-2", "4", 99)
+    assert text is not None and "<#20>" in text and "<#30>" in text
+    text = check_request(got, "sora-2-pro", "4", 20)
+    assert text is not None and "sora-2-pro" in text and "`sora-2`" in text
+    text = check_request(got, "sora-2", "12", 20)
+    assert text is not None and "8 seconds" in text
+    assert check_request(GuildSettings(), "anything", "60", 1) is None
+
+    await quota.set_allowed_models(store, GUILD, None)
+    await quota.set_max_seconds(store, GUILD, None)
+    await quota.set_allowed_channels(store, GUILD, [])
+    assert await load_guild_settings(store, GUILD) == GuildSettings()
+
+
+async def test_bad_guild_settings_are_refused_or_ignored(store: Store) -> None:
+    with pytest.raises(ValueError, match="at least one model"):
+        await quota.set_allowed_models(store, GUILD, [])
+    with pytest.raises(ValueError, match="at least one second"):
+        await quota.set_max_seconds(store, GUILD, 0)
+    with pytest.raises(ValueError, match="budget"):
+        await quota.set_guild_budget(store, GUILD, "monthly", -1)
+    with pytest.raises(ValueError, match="1 to 100"):
+        await quota.set_guild_max_active(store, GUILD, 0)
+    with pytest.raises(ValueError, match="cooldown"):
+        await quota.set_guild_cooldown(store, GUILD, -5)
+    # A malformed stored value (a hand edit) falls back to the default instead of breaking /video.
+    await store.set_guild_setting(GUILD, quota.KEY_USER_DAILY, "lots")
+    await store.set_guild_setting(GUILD, quota.KEY_CHANNEL_IDS, {"not": "a list"})
+    await store.set_guild_setting(GUILD, quota.KEY_MAX_ACTIVE, -3)
+    got = await load_guild_settings(store, GUILD)
+    assert got.user_daily_micros is None and got.channel_ids is None
+    assert got.max_active_per_user is None
+    plan = await make_policy(store, user_daily_micros=COST).plan(Asker(), T0)
+    assert [lim.max_micros for lim in plan.limits if lim.name == quota.USER_DAILY] == [COST]
+
+
+# ---------------------------------------------------------------------- settings and owners
+
+
+def test_defaults_come_from_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    settings = load_settings(
+        quota_user_daily_dollars="$3.50",
+        quota_user_monthly_dollars="30",
+        quota_bot_daily_dollars=Decimal("0.000001"),
+        quota_exempt_role_ids="7, 8",
+        quota_max_active_per_user=3,
+        quota_cooldown_seconds=0,
+        quota_max_concurrent_jobs=6,
+        owner_ids="42",
+    )
+    defaults = QuotaDefaults.from_settings(settings)
+    assert defaults == QuotaDefaults(
+        user_daily_micros=3_500_000,
+        user_monthly_micros=30_000_000,
+        bot_daily_micros=1,
+        max_active_per_user=3,
+        cooldown_seconds=None,
+        max_concurrent=6,
+        exempt_role_ids=frozenset({7, 8}),
+        owner_ids=frozenset({42}),
+    )
+    plain = QuotaDefaults.from_settings(load_settings())
+    assert plain == QuotaDefaults()  # the documented defaults agree
+
+
+def test_bad_quota_settings_name_themselves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bot.settings import SettingsError
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in (
+        ("QUOTA_USER_DAILY_DOLLARS", "-1"),
+        ("QUOTA_BOT_DAILY_DOLLARS", "nan"),
+        ("QUOTA_USER_MONTHLY_DOLLARS", "0.0000001"),
+        ("QUOTA_MAX_ACTIVE_PER_USER", "0"),
+        ("QUOTA_EXEMPT_ROLE_IDS", "admins"),
+    ):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SettingsError, match=f"^{name}: "):
+            load_settings()
+        monkeypatch.delenv(name)
+
+
+async def test_owners(store: Store) -> None:
+    policy = make_policy(store, owner_ids=frozenset({42}))
+    assert policy.is_owner(42) and not policy.is_owner(43)
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [("5", 5_000_000), ("$2.50", 2_500_000), (" 0.000001 ", 1), ("1,000", 1_000_000_000)],
+)
+def test_parse_dollars(text: str, micros: int) -> None:
+    assert parse_dollars(text) == micros
+
+
+@pytest.mark.parametrize("text", ["", "five", "-1", "NaN", "Infinity", "0.0000001", "2000000"])
+def test_parse_dollars_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="`"):
+        parse_dollars(text)
