@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     video_catalog_file: Path | None = None
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     poll_interval_seconds: float = Field(default=10.0, ge=1)
+    create_grace_seconds: float = Field(default=600.0, ge=10)
 
     # --- Quotas (guild admins can override the per-user ones in their guild) ------------------
     quota_user_daily_dollars: Dollars = Decimal("2.00")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.api.client import JobMatch, VideosClient
-from bot.api.errors import NotFoundError, UnsupportedOperation, VideoAPIError
+from bot.api.errors import BadRequestError, NotFoundError, UnsupportedOperation, VideoAPIError
 from bot.api.models import Phase, Video
 from bot.store import Job, Store
 
@@ -71,6 +71,8 @@ class Tracker:
         self.in_flight: set[int] = set()
         # False while the video service cannot be reached; shown to users as "waiting".
         self.service_ok = True
+        # Set once the server has refused a list request; every round then polls job by job.
+        self.list_refused = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -97,16 +99,26 @@ class Tracker:
         return max(self.interval, hint) if hint else self.interval
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_poll = -math.inf
         while True:
+            # Cleared before the round, so a wake that arrives during it is not lost.
+            self._wake.clear()
             try:
-                await self.poll_once()
+                if loop.time() - last_poll >= self.next_delay():
+                    last_poll = loop.time()
+                    await self.poll_once()
+                elif self.before_round is not None:
+                    # A wake between polls (a job was added or a slot freed) only starts queued
+                    # jobs: polling every job on every new request would multiply the requests.
+                    await self.before_round()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("tracker round failed; retrying next round")
-            self._wake.clear()
+            wait = max(0.0, last_poll + self.next_delay() - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.next_delay())
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
     # ------------------------------------------------------------------ one round
 
@@ -120,13 +132,11 @@ class Tracker:
         creating = [j for j in jobs if j.state == "creating"]
         try:
             videos = await self._fetch(running, stats)
-            self.service_ok = True
         except VideoAPIError as exc:
-            if isinstance(exc, NotFoundError | UnsupportedOperation):
-                raise
-            self.service_ok = False
             log.warning("video service unavailable this round: %s", exc)
+            await self._set_service_ok(False, jobs)
             return stats
+        await self._set_service_ok(True, jobs)
         for job in running:
             assert job.api_video_id is not None
             await self._apply(job, videos.get(job.api_video_id), stats)
@@ -134,31 +144,26 @@ class Tracker:
             await self._reconcile(job, stats)
         return stats
 
+    async def _set_service_ok(self, ok: bool, jobs: Sequence[Job]) -> None:
+        # Members see "waiting for the video service" while it is unreachable, and the usual
+        # status again when it is back: each flip is shown on every job's message once.
+        if ok == self.service_ok:
+            return
+        self.service_ok = ok
+        for job in jobs:
+            await self.listener.job_changed(job)
+
     async def _fetch(self, running: Sequence[Job], stats: RoundStats) -> dict[str, Video | None]:
         """Latest state of each running job's video; None where the API no longer knows it."""
-        wanted = {j.api_video_id for j in running if j.api_video_id}
+        wanted = {j.api_video_id for j in running if j.api_video_id is not None}
         found: dict[str, Video | None] = {}
-        if self.client.caps.list and len(wanted) >= LIST_THRESHOLD:
-            oldest = min((j.create_attempted_at or j.created_at) for j in running)
-            cutoff = oldest - self.client.config.clock_skew
-            # Bounded: enough pages for our jobs plus slack for other users of the same key.
-            max_pages = math.ceil(len(wanted) / PAGE_SIZE) + 2
-            after: str | None = None
-            for _ in range(max_pages):
-                page = await self.client.list(after=after, limit=PAGE_SIZE, order="desc")
-                stats.requests += 1
-                for video in page.data:
-                    if video.id in wanted:
-                        found[video.id] = video
-                if not page.data or wanted <= found.keys():
-                    break
-                last = page.data[-1]
-                if last.created_at is not None and last.created_at < cutoff:
-                    break
-                more = page.has_more if page.has_more is not None else len(page.data) >= PAGE_SIZE
-                if not more:
-                    break
-                after = page.last_id or last.id
+        if self.client.caps.list and not self.list_refused and len(wanted) >= LIST_THRESHOLD:
+            try:
+                await self._fetch_listed(running, wanted, found, stats)
+            except (NotFoundError, UnsupportedOperation, BadRequestError) as exc:
+                # A server that refuses listing keeps refusing it: poll job by job from now on.
+                self.list_refused = True
+                log.warning("listing videos failed (%s); polling each job instead", exc)
         for video_id in wanted - found.keys():
             try:
                 found[video_id] = await self.client.retrieve(video_id)
@@ -166,6 +171,35 @@ class Tracker:
                 found[video_id] = None
             stats.requests += 1
         return found
+
+    async def _fetch_listed(
+        self,
+        running: Sequence[Job],
+        wanted: set[str],
+        found: dict[str, Video | None],
+        stats: RoundStats,
+    ) -> None:
+        """Fill `found` from list pages, newest first, until every wanted job is seen."""
+        oldest = min((j.create_attempted_at or j.created_at) for j in running)
+        cutoff = oldest - self.client.config.clock_skew
+        # Bounded: enough pages for our jobs plus slack for other users of the same key.
+        max_pages = math.ceil(len(wanted) / PAGE_SIZE) + 2
+        after: str | None = None
+        for _ in range(max_pages):
+            page = await self.client.list(after=after, limit=PAGE_SIZE, order="desc")
+            stats.requests += 1
+            for video in page.data:
+                if video.id in wanted:
+                    found[video.id] = video
+            if not page.data or wanted <= found.keys():
+                break
+            last = page.data[-1]
+            if last.created_at is not None and last.created_at < cutoff:
+                break
+            more = page.has_more if page.has_more is not None else len(page.data) >= PAGE_SIZE
+            if not more:
+                break
+            after = page.last_id or last.id
 
     async def _apply(self, job: Job, video: Video | None, stats: RoundStats) -> None:
         now = self.clock()

@@ -1,5 +1,5 @@
 """The whole bot, end to end: the real `VideoBot` on discord.py against the fake Discord, the
-simulated Videos API over loopback, and a real SQLite file. Shared by the end-to-end test modules."""
+simulated Videos API over loopback, and a real SQLite file. Shared by the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ class World:
             "data_dir": self.data_dir,
             "poll_interval_seconds": 1.0,
             "openai_max_retries": 2,
+            "openai_requests_per_minute": 6000,
             # Generous limits unless a test is about limits: these tests are about delivery.
             "quota_user_daily_dollars": "1000",
             "quota_user_monthly_dollars": "1000",

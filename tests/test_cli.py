@@ -176,3 +176,12 @@ async def test_a_failed_job_exits_non_zero_with_the_reason(tmp_path: Path) -> No
     assert code == 1
     assert "failed" in err
     assert len(err.strip().splitlines()) == 1
+
+
+async def test_run_without_a_discord_token_says_what_to_set(tmp_path: Path) -> None:
+    code, _, err = await run_cli(tmp_path, "run")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "DISCORD_TOKEN" in lines[0]
+    assert "discord.com/developers/applications" in lines[0]

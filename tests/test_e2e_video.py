@@ -4,10 +4,12 @@ database holds, with the real discord.py client, the simulator and a real SQLite
 from __future__ import annotations
 
 import asyncio
+import itertools
 import io
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -220,6 +222,7 @@ async def test_a_video_over_the_upload_limit_is_reencoded_to_fit(w: World) -> No
     assert fitted is not None
     assert len(fitted) <= limit
     width, height, seconds = decode(fitted)
+    assert abs(width / height - 1280 / 720) < 0.01  # shrunk, if at all, keeping the shape
     assert abs(seconds - 4) < 0.3
     assert "Re-encoded" in str(tight.original.embed)
 
@@ -283,3 +286,146 @@ async def test_twenty_concurrent_requests_from_five_users_all_arrive(w: World) -
     for i, interaction in enumerate(interactions):
         assert interaction.original is not None
         assert f"clip {i} by member {i % 5}" in str(interaction.original.embed)
+
+
+async def test_videos_lists_my_jobs_privately_and_shows_one_again(w: World) -> None:
+    async with w.bot():
+        first = await run_video(w, "a paper boat")
+        await w.wait_for(lambda: has_video(first))
+        other = await run_video(w, "someone else's clip", user_index=1)
+        await w.wait_for(lambda: has_video(other))
+        listing = await w.fake.dispatch_slash("videos", {}, user=w.user, channel=w.channel)
+        await w.wait_for(lambda: listing.followups or (listing.original and listing.original.embed))
+        message = listing.followups[0] if listing.followups else listing.original
+        assert message is not None
+        assert message.ephemeral
+        assert "a paper boat" in str(message.embed)
+        assert "someone else" not in str(message.embed)
+        select = next(c for c in message.walk_components() if c.get("type") == 3)
+        (choice,) = [o["value"] for o in select["options"]]
+        again = await w.fake.dispatch_select(message, select["custom_id"], [choice], user=w.user)
+        await w.wait_for(
+            lambda: (
+                any(video_attachment(m) for m in again.followups)
+                or (again.original is not None and video_attachment(again.original))
+            )
+        )
+    shown = [m for m in [again.original, *again.followups] if m is not None]
+    assert all(m.ephemeral for m in shown)
+
+
+async def test_an_unexpected_error_shows_a_reference_not_a_traceback(
+    w: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with w.bot() as bot:
+
+        async def broken(user_id: int) -> int:
+            raise RuntimeError("internal detail: table jobs is on fire")
+
+        bot.store.count_jobs = broken  # type: ignore[method-assign]
+        listing = await w.fake.dispatch_slash("videos", {}, user=w.user, channel=w.channel)
+        await w.wait_for(
+            lambda: (
+                any("reference" in str(m.embeds) for m in listing.followups)
+                or (listing.original is not None and "reference" in str(listing.original.embeds))
+            )
+        )
+    shown = " ".join(str(m.embeds) + m.content for m in [listing.original, *listing.followups] if m)
+    assert "on fire" not in shown
+    assert "Traceback" not in shown
+    reference = shown.split("reference ")[1].split("'")[0].split('"')[0]
+    assert any(reference in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_over_the_concurrency_cap_jobs_wait_in_a_visible_queue(w: World) -> None:
+    w.sim.config.job_seconds = 3.0
+    async with w.bot(quota_max_concurrent_jobs=1):
+        first = await run_video(w, "first in line")
+        await w.wait_for(lambda: len(w.sim.videos) == 1)
+        second = await run_video(w, "second in line", user_index=1)
+        await w.wait_for(
+            lambda: second.original is not None and "position 1" in str(second.original.embed)
+        )
+        assert len(w.sim.videos) == 1  # held back, not sent
+        await w.wait_for(lambda: has_video(first) and has_video(second), timeout=60)
+    assert len(w.sim.videos) == 2
+
+
+async def test_progress_edits_are_spaced_out(w: World) -> None:
+    w.sim.config.job_seconds = 8.0
+    async with w.bot():
+        interaction = await run_video(w, "a slow pan over hills")
+        await w.wait_for(lambda: has_video(interaction), timeout=60)
+    patches = sorted(
+        r.at for r in w.fake.requests if r.method == "PATCH" and str(interaction.token) in r.path
+    )
+    assert len(patches) >= 2  # it did show progress
+    gaps = [b - a for a, b in itertools.pairwise(patches[:-1])]
+    # Progress edits are at least the sink's interval apart (the final result may follow sooner).
+    assert all(gap >= 2.9 for gap in gaps), gaps
+
+
+def image_file(width: int, height: int, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (220, 120, 30)).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+async def test_a_reference_of_another_shape_arrives_at_exactly_the_size(w: World, fit: str) -> None:
+    async with w.bot():
+        interaction = await w.fake.dispatch_slash(
+            "video",
+            {
+                "prompt": "the photo comes alive",
+                "size": "720x1280",
+                "reference": Upload("wide.jpg", image_file(1600, 500, "JPEG"), "image/jpeg"),
+                "fit": fit,
+            },
+            user=w.user,
+            channel=w.channel,
+        )
+        await w.wait_for(lambda: has_video(interaction))
+    (job,) = w.sim.videos.values()
+    assert job.reference is not None
+    with Image.open(io.BytesIO(job.reference)) as sent:
+        assert sent.size == (720, 1280)
+        assert job.reference_content_type == f"image/{(sent.format or '').lower()}"
+
+
+def bomb() -> bytes:
+    # A few hundred bytes that decode to 400 million pixels.
+    buf = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("upload", "expected"),
+    [
+        (lambda: Upload("notes.png", b"this is not an image at all", "image/png"), "image"),
+        (lambda: Upload("huge.png", b"\0" * (21 * 1024 * 1024), "image/png"), "MB"),
+        (lambda: Upload("bomb.png", bomb(), "image/png"), "pixels"),
+    ],
+)
+async def test_a_bad_reference_is_refused_privately_with_no_call_and_no_charge(
+    w: World, upload: Any, expected: str
+) -> None:
+    async with w.bot() as bot:
+        interaction = await w.fake.dispatch_slash(
+            "video",
+            {"prompt": "animate this", "reference": upload()},
+            user=w.user,
+            channel=w.channel,
+        )
+
+        def refusal() -> Message | None:
+            return next((m for m in interaction.followups if m.ephemeral), None)
+
+        message: Message = await w.wait_for(refusal)
+        assert await bot.store.count_jobs(w.user.id) == 0
+        assert await bot.store.ledger_entries() == []
+    assert expected in str(message.embed)
+    assert w.sim.requests == []
+    public = [m for m in w.messages() if not m.ephemeral and not m.deleted]
+    assert public == []

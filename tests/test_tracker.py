@@ -3,6 +3,7 @@ reconciliation of unconfirmed creates, deadlines and an unreachable service."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -289,3 +290,49 @@ async def test_poll_hint_can_only_slow_the_tracker(
     assert tracker.next_delay() == 10
     client.poll_after = 20.0
     assert tracker.next_delay() == 20
+
+
+async def test_a_server_that_refuses_listing_is_polled_job_by_job(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    for i in range(4):
+        await running_job(store, f"v{i}")
+        api.on("GET", f"/videos/v{i}", answer(200, video(f"v{i}", status="completed")))
+    api.on("GET", "/videos", answer(404, "Unknown route"))
+    listener = Recorder()
+    tracker = Tracker(store, client_for(http, api.url), listener)
+    stats = await tracker.poll_once()
+    assert tracker.list_refused
+    assert tracker.service_ok
+    assert stats.finished == 4
+    assert api.count("GET", "/videos") == 1
+    assert sorted(j.api_video_id or "" for j in listener.finished) == ["v0", "v1", "v2", "v3"]
+
+
+async def test_a_wake_between_polls_starts_queued_work_without_polling(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    await running_job(store, "v0")
+    api.on("GET", "/videos/v0", answer(200, video("v0", status="in_progress", progress=5)))
+    tracker = Tracker(store, client_for(http, api.url, list=False), Recorder(), interval=30)
+    starts = 0
+
+    async def start_queued() -> None:
+        nonlocal starts
+        starts += 1
+
+    tracker.before_round = start_queued
+    tracker.start()
+    try:
+        for _ in range(50):
+            if api.count("GET", "/videos/v0") == 1:
+                break
+            await asyncio.sleep(0.02)
+        for _ in range(5):
+            tracker.wake()
+            await asyncio.sleep(0.05)
+    finally:
+        await tracker.stop()
+    # One poll at start; each wake only ran the queue step.
+    assert api.count("GET", "/videos/v0") == 1
+    assert starts >= 5

@@ -130,6 +130,9 @@ class SimConfig:
     rate_limit_rate: float = 0.0
     retry_after_seconds: float = 1.0
     server_error_rate: float = 0.0
+    # Of those random 5xx answers to a create, the share given after the job was really made:
+    # the ambiguous case the client must reconcile instead of sending again.
+    server_error_after_action: float = 0.0
     latency_ms: float = 0.0
     fps: int = 12
     seed: int | None = None
@@ -385,7 +388,12 @@ class SimServer:
             if cfg.rate_limit_rate > 0 and self._rng.random() < cfg.rate_limit_rate:
                 raise _fault_error("429", cfg.retry_after_seconds)
             if cfg.server_error_rate > 0 and self._rng.random() < cfg.server_error_rate:
-                raise _fault_error(self._rng.choice(("500", "503")), cfg.retry_after_seconds)
+                acts = (
+                    request.method == "POST" and self._rng.random() < cfg.server_error_after_action
+                )
+                if not acts:
+                    raise _fault_error(self._rng.choice(("500", "503")), cfg.retry_after_seconds)
+                fault = "500_after_action"
         try:
             response = await handler(request)
         except ApiError as exc:
