@@ -26,7 +26,15 @@ from bot.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.history", "cogs.errors")
+EXTENSIONS = (
+    "cogs.video",
+    "cogs.history",
+    "cogs.quota",
+    "cogs.admin",
+    "cogs.actions",
+    "cogs.animate",
+    "cogs.errors",
+)
 COMMAND_HASH_KEY = "command_tree_hash"
 
 
@@ -77,6 +85,7 @@ class VideoBot(commands.Bot):
             self.backend.client,
             self.deliverer,
             interval=settings.poll_interval_seconds,
+            create_grace=settings.create_grace_seconds,
         )
         self.quota = QuotaPolicy.from_settings(settings, self.store)
         self.jobs = JobService(
@@ -89,6 +98,14 @@ class VideoBot(commands.Bot):
             deadline_seconds=settings.job_deadline_minutes * 60,
             max_concurrent=self.quota.max_concurrent,
         )
+
+        # Each tracker round (and each wake) starts queued jobs, then retries deliveries that
+        # failed earlier (a Discord outage, a download error), so none waits for a restart.
+        async def each_round() -> None:
+            await self.jobs.start_queued()
+            await self.deliverer.sweep()
+
+        self.tracker.before_round = each_round
         for ext in EXTENSIONS:
             await self.load_extension(ext)
         await self.sync_commands()

@@ -15,6 +15,7 @@ from bot.api.errors import CreateOutcomeUnknown, VideoAPIError
 from bot.api.models import CreateVideo, Phase, ReferenceImage, Video
 from bot.backend import open_backend
 from bot.progress import format_duration, progress_bar
+from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, fit_reference_async
 from bot.settings import Settings
 
@@ -72,11 +73,10 @@ async def generate(args: argparse.Namespace, settings: Settings, out: TextIO = s
 
 
 def _validated_request(args: argparse.Namespace, settings: Settings) -> CreateVideo:
-    prompt = str(args.prompt).strip()
-    if not prompt:
-        raise CliError("the prompt is empty")
-    if len(prompt) > 32000:
-        raise CliError(f"the prompt is {len(prompt)} characters; the limit is 32000")
+    prompt = clean_prompt(str(args.prompt))
+    problem = prompt_problem(prompt)
+    if problem:
+        raise CliError(problem[0].lower() + problem[1:].rstrip("."))
     catalog = settings.catalog()
     spec = catalog.get(args.model) if args.model else catalog.default
     model = args.model or catalog.default.id

@@ -751,7 +751,7 @@ def _describe_spend(refusal: Refusal) -> str:
     cost = format_dollars(refusal.cost_micros)
     left = format_dollars(max(0, refusal.max_micros - refusal.used_micros))
     bot = name == BOT_DAILY
-    whose = "The bot's" if bot else "Your"
+    whose = "The" if bot else "Your"
     if refusal.max_micros == 0:
         if bot:
             return f"Video generation is paused: the {label} is {cap}. Try again later."

@@ -3,6 +3,10 @@
 The job row (with its reservation) is written before the create is sent, and the time of the
 attempt is written before the request leaves, so a crash at any point leaves a record the tracker
 can finish: never sent -> send it; sent with unknown outcome -> find it among recent videos.
+
+Follow-up jobs (remix, edit, extend) start from a finished job's video and take exactly the same
+path: guild rules, quota plan and reservation in one transaction, the local queue, then `send`,
+which picks the API call from the job's kind.
 """
 
 from __future__ import annotations
@@ -11,15 +15,16 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from bot.api.client import VideosClient
 from bot.api.errors import BadRequestError, CreateOutcomeUnknown, VideoAPIError
-from bot.api.models import CreateVideo, ReferenceImage
+from bot.api.models import CreateVideo, ReferenceImage, Video
 from bot.catalog import Catalog, format_dollars
+from bot.prompt import clean_prompt, prompt_problem
 from bot.quota import QuotaPolicy, check_request, load_guild_settings
 from bot.store import Job, NewJob, Refusal, Store
 from bot.tracker import Tracker
@@ -27,6 +32,11 @@ from bot.tracker import Tracker
 log = logging.getLogger(__name__)
 
 JobKind = Literal["create", "remix", "edit", "extend"]
+FollowUpKind = Literal["remix", "edit", "extend"]
+# What the extensions endpoint accepts as the length of the added segment.
+EXTEND_SECONDS: tuple[str, ...] = ("4", "8", "12", "16", "20")
+_VERBS: dict[FollowUpKind, str] = {"remix": "remixed", "edit": "edited", "extend": "extended"}
+_CAPABILITY: dict[FollowUpKind, str] = {"remix": "remix", "edit": "edits", "extend": "extensions"}
 _REFERENCE_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 
 
@@ -89,7 +99,10 @@ class JobService:
         """Validate and reserve (refusing before any API call), then create. Never raises for
         API failures: the returned job carries the outcome (running, failed, or still creating)."""
         assert request.model and request.seconds and request.size
-        problem = self.catalog.check(request.model, request.seconds, request.size)
+        text = clean_prompt(request.prompt)
+        problem = prompt_problem(text) or self.catalog.check(
+            request.model, request.seconds, request.size
+        )
         if problem:
             return Refused(problem)
         guild = await load_guild_settings(self.store, origin.guild_id)
@@ -104,8 +117,96 @@ class JobService:
             return Refused(problem)
         now = self.clock()
         cost = self.catalog.cost_micros(request.model, request.size, request.seconds)
-        new = NewJob(
-            kind="create",
+        new = self._new_job(
+            origin,
+            now,
+            prompt=text,
+            model=request.model,
+            seconds=request.seconds,
+            size=request.size,
+            cost=cost,
+            has_reference=reference is not None,
+        )
+        return await self._reserve_and_start(origin, new, now, reference)
+
+    async def submit_followup(
+        self,
+        origin: Origin,
+        source: Job,
+        kind: FollowUpKind,
+        prompt: str,
+        *,
+        seconds: str | None = None,
+    ) -> Job | Refused:
+        """A remix, edit or extension of `source`'s video, refused or reserved exactly like a
+        create. `seconds` is the length an extension adds. The new job keeps the source's model
+        and size; its `seconds` is the length of the video it makes (for an extension, the
+        stitched total), and its cost is the catalog price of the seconds it generates."""
+        text = clean_prompt(prompt)
+        problem = prompt_problem(text)
+        if problem:
+            return Refused(problem)
+        if origin.user_id != source.user_id:
+            return Refused("Only the member who made this video can do that.")
+        verb = _VERBS[kind]
+        if not getattr(self.client.caps, _CAPABILITY[kind]):
+            return Refused(f"The video service here can't make {verb} videos.")
+        if source.state != "succeeded" or source.api_video_id is None:
+            return Refused(f"Only a finished video can be {verb}.")
+        now = self.clock()
+        if source.expires_at is not None and source.expires_at <= now:
+            return Refused(f"That video has expired at the video service, so it can't be {verb}.")
+        spec = self.catalog.get(source.model)
+        if spec is None or source.size not in spec.price_per_second:
+            return Refused(f"Model `{source.model}` at {source.size} is no longer offered here.")
+        generated = source.seconds
+        length = source.seconds
+        if kind == "extend":
+            if seconds not in EXTEND_SECONDS:
+                return Refused(f"An extension adds {', '.join(EXTEND_SECONDS)} seconds.")
+            generated = seconds
+            length = str(int(source.seconds) + int(seconds))
+        guild = await load_guild_settings(self.store, origin.guild_id)
+        problem = check_request(
+            guild,
+            source.model,
+            length,
+            origin.channel_id,
+            parent_channel_id=origin.parent_channel_id,
+        )
+        if problem:
+            return Refused(problem)
+        cost = self.catalog.cost_micros(source.model, source.size, generated)
+        new = self._new_job(
+            origin,
+            now,
+            prompt=text,
+            model=source.model,
+            seconds=length,
+            size=source.size,
+            cost=cost,
+            kind=kind,
+            source_job_id=source.id,
+        )
+        return await self._reserve_and_start(origin, new, now, None)
+
+    def _new_job(
+        self,
+        origin: Origin,
+        now: float,
+        *,
+        prompt: str,
+        model: str,
+        seconds: str,
+        size: str,
+        cost: int,
+        has_reference: bool = False,
+        kind: JobKind = "create",
+        source_job_id: int | None = None,
+    ) -> NewJob:
+        return NewJob(
+            kind=kind,
+            source_job_id=source_job_id,
             user_id=origin.user_id,
             guild_id=origin.guild_id,
             channel_id=origin.channel_id,
@@ -113,17 +214,22 @@ class JobService:
             interaction_token=origin.interaction_token,
             token_expires_at=origin.token_expires_at,
             application_id=origin.application_id,
-            prompt=request.prompt,
-            model=request.model,
-            seconds=request.seconds,
-            size=request.size,
-            has_reference=reference is not None,
+            prompt=prompt,
+            model=model,
+            seconds=seconds,
+            size=size,
+            has_reference=has_reference,
             cost_micros=cost,
             deadline_at=now + self.deadline_seconds,
             upload_limit=origin.upload_limit,
         )
+
+    async def _reserve_and_start(
+        self, origin: Origin, new: NewJob, now: float, reference: ReferenceImage | None
+    ) -> Job | Refused:
         # The limits are worked out first; the check against them and the hold happen in one
         # transaction, so simultaneous requests can never overspend.
+        cost = new.cost_micros
         plan = await self.policy.plan(origin, now)
         result = await self.store.reserve_job(
             new,
@@ -137,7 +243,13 @@ class JobService:
         if isinstance(result, Refusal):
             return Refused(self.policy.describe(result))
         job = result
-        log.info("job %s reserved %s for user %s", job.id, format_dollars(cost), origin.user_id)
+        log.info(
+            "job %s (%s) reserved %s for user %s",
+            job.id,
+            job.kind,
+            format_dollars(cost),
+            origin.user_id,
+        )
         if reference is not None:
             await asyncio.to_thread(self._save_reference, job.id, reference)
         if self.max_concurrent is not None and await self._at_capacity(job.id):
@@ -166,23 +278,18 @@ class JobService:
             await self.send(job)
 
     async def send(self, job: Job) -> None:
-        """Send the create for a job that has never been sent; leaves the outcome in the store."""
+        """Send the create (or the remix, edit or extension) for a job that has never been sent;
+        leaves the outcome in the store."""
         if job.create_attempted_at is not None:
             return
         self.tracker.in_flight.add(job.id)
         try:
-            reference = await asyncio.to_thread(self._load_reference, job.id)
-            if job.has_reference and reference is None:
-                await self.store.mark_failed(
-                    job.id, "reference_lost", "The reference image was lost before sending."
-                )
+            start = await self._starter(job)
+            if start is None:
                 return
-            request = CreateVideo(
-                prompt=job.prompt, model=job.model, seconds=job.seconds, size=job.size
-            )
             await self.store.mark_create_attempted(job.id, self.clock())
             try:
-                video = await self.client.create(request, reference)
+                video = await start()
             except CreateOutcomeUnknown as exc:
                 # Left in 'creating' with its attempt time: the tracker looks for it and only
                 # refunds once the grace period has passed without finding it.
@@ -200,6 +307,34 @@ class JobService:
         finally:
             self.tracker.in_flight.discard(job.id)
             self.tracker.wake()
+
+    async def _starter(self, job: Job) -> Callable[[], Awaitable[Video]] | None:
+        """The API call that starts `job`, or None after failing the job (and refunding it)
+        when what it needs is gone. Nothing here has reached the API yet."""
+        if job.kind == "create":
+            reference = await asyncio.to_thread(self._load_reference, job.id)
+            if job.has_reference and reference is None:
+                await self.store.mark_failed(
+                    job.id, "reference_lost", "The reference image was lost before sending."
+                )
+                return None
+            request = CreateVideo(
+                prompt=job.prompt, model=job.model, seconds=job.seconds, size=job.size
+            )
+            return lambda: self.client.create(request, reference)
+        source = await self.store.get_job(job.source_job_id) if job.source_job_id else None
+        if source is None or source.api_video_id is None:
+            await self.store.mark_failed(
+                job.id, "source_lost", "The video this was made from is no longer known."
+            )
+            return None
+        video_id = source.api_video_id
+        if job.kind == "remix":
+            return lambda: self.client.remix(video_id, job.prompt)
+        if job.kind == "edit":
+            return lambda: self.client.edit(video_id, job.prompt)
+        added = str(int(job.seconds) - int(source.seconds))
+        return lambda: self.client.extend(video_id, job.prompt, added)
 
     async def _reload(self, job: Job) -> Job:
         fresh = await self.store.get_job(job.id)

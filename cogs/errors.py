@@ -27,8 +27,13 @@ async def tell(interaction: discord.Interaction, text: str, reference: str | Non
     embed = notice_embed(text, reference=reference)
     try:
         if interaction.response.is_done():
-            # Replace the "thinking…" placeholder rather than leave it spinning forever.
-            await interaction.edit_original_response(content=None, embed=embed, attachments=[])
+            if interaction.type is discord.InteractionType.component:
+                # The original here is the message the button sits on (a finished video): a
+                # notice must not replace it, so it goes privately to the one who clicked.
+                await interaction.followup.send(embed=embed, ephemeral=True)
+            else:
+                # Replace the "thinking…" placeholder rather than leave it spinning forever.
+                await interaction.edit_original_response(content=None, embed=embed, attachments=[])
         else:
             await interaction.response.send_message(embed=embed, ephemeral=True)
     except discord.HTTPException:

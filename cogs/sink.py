@@ -19,7 +19,8 @@ import discord
 from bot.delivery import Result
 from bot.jobview import JobView, job_view
 from bot.store import Job
-from cogs.render import job_embed
+from cogs.actions import actions_view
+from cogs.render import job_embed, source_line
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -57,7 +58,12 @@ class DiscordSink:
     # ------------------------------------------------------------------ progress
 
     async def show_progress(self, job: Job) -> None:
-        state = self._messages.setdefault(job.id, _MessageState())
+        state = self._messages.get(job.id)
+        if state is None:
+            # The command posted the job's first embed as soon as the create was sent: count
+            # that as this message's last edit, so the first progress edit keeps its distance.
+            first = job.create_attempted_at or job.created_at
+            state = self._messages[job.id] = _MessageState(last_edit=first)
         now = self.clock()
         wait = state.last_edit + self.MIN_EDIT_INTERVAL - now
         if wait > 0:
@@ -82,6 +88,9 @@ class DiscordSink:
                 log.exception("progress edit for job %s failed", job_id)
 
     async def _show_now(self, job: Job, state: _MessageState) -> None:
+        # Claim the edit slot before the first await: a progress update arriving meanwhile then
+        # waits for the interval instead of editing the same message a moment later.
+        previous, state.last_edit = state.last_edit, self.clock()
         queue_position = await self.bot.store.queue_position(job.id)
         view = job_view(
             job,
@@ -91,12 +100,13 @@ class DiscordSink:
             elapsed_step=self.ELAPSED_STEP,
         )
         if view == state.shown:
+            state.last_edit = previous  # nothing was sent, so the slot is still free
             return
-        state.last_edit = self.clock()
         state.shown = view
         if self._token_alive(job):
+            embed = job_embed(view, source=await self._source(job))
             try:
-                await self._webhook(job).edit_message(ORIGINAL, embed=job_embed(view))
+                await self._webhook(job).edit_message(ORIGINAL, embed=embed)
                 return
             except discord.HTTPException as exc:
                 if not _token_dead(exc):
@@ -114,10 +124,18 @@ class DiscordSink:
         thumb_name: str | None = None
         if result.thumbnail is not None:
             thumb_name = f"thumbnail-{job.id}{result.thumbnail.suffix}"
-        embed = job_embed(view, thumbnail_name=thumb_name if result.video is None else None)
+        embed = job_embed(
+            view,
+            thumbnail_name=thumb_name if result.video is None else None,
+            source=await self._source(job),
+        )
         for extra in (result.note, result.failure):
             if extra and extra not in (view.note or ""):
                 embed.add_field(name="Note", value=extra[:1024], inline=False)
+        # Remix, Extend and Delete under a video that arrived (or its preview, when too large).
+        buttons = (
+            actions_view(job, self.bot.backend.client.caps) if result.failure is None else None
+        )
 
         def attachments() -> list[discord.File]:
             # A File can be sent once; each attempt gets fresh handles.
@@ -132,7 +150,7 @@ class DiscordSink:
             try:
                 files = attachments()
                 message = await self._webhook(job).edit_message(
-                    ORIGINAL, embed=embed, attachments=files
+                    ORIGINAL, embed=embed, attachments=files, view=buttons
                 )
                 return message.id
             except discord.HTTPException as exc:
@@ -144,9 +162,16 @@ class DiscordSink:
                     f.close()
         done = view.tone == "done" and result.failure is None
         text = "your video is ready" if done else "your video could not be made"
-        return await self._post_reply(job, text, embed, attachments)
+        return await self._post_reply(job, text, embed, attachments, buttons)
 
-    async def _post_reply(self, job: Job, text: str, embed: discord.Embed, attachments: Any) -> int:
+    async def _post_reply(
+        self,
+        job: Job,
+        text: str,
+        embed: discord.Embed,
+        attachments: Any,
+        buttons: discord.ui.View | None = None,
+    ) -> int:
         """A new message replying to the original, mentioning only the job's owner."""
         mention = discord.AllowedMentions(
             users=[discord.Object(id=job.user_id)], everyone=False, roles=False, replied_user=False
@@ -176,16 +201,22 @@ class DiscordSink:
             }
             if reference is not None:
                 kwargs["reference"] = reference
+            if buttons is not None:
+                kwargs["view"] = buttons
             message = await channel.send(**kwargs)
             return message.id
         except (discord.Forbidden, discord.NotFound, AssertionError):
             log.info("job %s: channel unusable, sending the result by DM", job.id)
         user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+        dm_kwargs: dict[str, Any] = {}
+        if buttons is not None:
+            dm_kwargs["view"] = buttons
         dm = await user.send(
             content=f"About your /video request: {text}",
             embed=embed,
             files=attachments(),
             nonce=nonce,
+            **dm_kwargs,
         )
         return dm.id
 
@@ -205,12 +236,10 @@ class DiscordSink:
             )
             if not isinstance(channel, discord.abc.Messageable):
                 return None
+            own_ids = {self.bot.application_id, self.bot.user.id if self.bot.user else None}
             async for message in channel.history(limit=RESULT_SEARCH_LIMIT):
-                if message.author.id == self.bot.application_id or (
-                    self.bot.user is not None and message.author.id == self.bot.user.id
-                ):
-                    if self._carries_result(job, message):
-                        return message.id
+                if message.author.id in own_ids and self._carries_result(job, message):
+                    return message.id
         except discord.HTTPException:
             log.info("job %s: could not search the channel for a delivered result", job.id)
         return None
@@ -227,6 +256,12 @@ class DiscordSink:
         )
 
     # ------------------------------------------------------------------ helpers
+
+    async def _source(self, job: Job) -> str | None:
+        """For a remix, edit or extension: the line linking back to what it was made from."""
+        if job.source_job_id is None:
+            return None
+        return source_line(job, await self.bot.store.get_job(job.source_job_id))
 
     def _token_alive(self, job: Job) -> bool:
         return (

@@ -12,6 +12,7 @@ from discord import app_commands
 from bot.api.models import CreateVideo, ReferenceImage
 from bot.catalog import Catalog, size_label
 from bot.jobview import job_view
+from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
 from bot.submit import Origin, Refused
 from cogs.render import job_embed, notice_embed
@@ -100,9 +101,10 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
     ) -> None:
         # Checks that need no I/O answer at once and privately; everything slower comes after
         # the defer, which must reach Discord within 3 seconds.
-        text = prompt.strip()
-        if not text:
-            await refuse(interaction, "The prompt is empty.")
+        text = clean_prompt(prompt)
+        problem = prompt_problem(text)
+        if problem:
+            await refuse(interaction, problem)
             return
         spec = catalog.get(model) if model else catalog.default
         model_id = model or catalog.default.id

@@ -1,3 +1,70 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and a guard that runs with every test: no API key or
+Discord token used by the suite ever shows up in a log record or in a message the bot posted."""
 
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakediscord import FakeDiscord
 from tests.fakediscord.fixture import fake_discord  # noqa: F401 - a pytest fixture
+
+# Every video API key the tests hand to the bot or the client.
+KNOWN_SECRETS = frozenset(
+    {
+        "sk-e2e-secret-key-0123456789",
+        "sk-test-secret-abc123",
+        "sk-sim-test",
+        "sk-test-123",
+        "sk-very-secret-123",
+        "sk-wrong-123",
+        "sk-cli",
+        "sk-env",
+    }
+)
+
+
+class _Everything(logging.Handler):
+    """Keeps each record as a log file would show it, traceback included."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record) + repr(record.args))
+        except Exception:
+            self.lines.append(str(record.msg))
+
+
+@pytest.fixture(autouse=True)
+def no_secret_leaves_the_bot(request: pytest.FixtureRequest) -> Iterator[None]:
+    handler = _Everything()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    secrets = set(KNOWN_SECRETS)
+    seen = list(handler.lines)
+    fake = request.node.funcargs.get("fake_discord")
+    if isinstance(fake, FakeDiscord):
+        secrets.add(fake.token)
+        for channel in fake.channels.values():
+            for message in fake.channel_messages(channel, include_deleted=True):
+                seen.append(f"{message.content} {message.embeds} {message.history}")
+    found = leaks(seen, secrets)
+    assert found == [], f"a secret appeared in logs or messages: {found[:3]}"
+
+
+def leaks(lines: list[str], secrets: set[str]) -> list[str]:
+    """The lines that contain any of `secrets`, shortened for the failure message."""
+    return [line[:300] for line in lines if any(s and s in line for s in secrets)]

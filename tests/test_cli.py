@@ -185,3 +185,13 @@ async def test_run_without_a_discord_token_says_what_to_set(tmp_path: Path) -> N
     assert len(lines) == 1, err
     assert "DISCORD_TOKEN" in lines[0]
     assert "discord.com/developers/applications" in lines[0]
+
+
+async def test_generate_leaves_only_private_files_in_the_data_dir(tmp_path: Path) -> None:
+    code, _, err = await run_cli(tmp_path, "generate", "a quiet pond", "--seconds", "4")
+    assert code == 0, err
+    data = tmp_path / "data"
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".mp4" for p in files)
+    loose = [str(p) for p in files if p.stat().st_mode & 0o077]
+    assert loose == []

@@ -4,8 +4,8 @@ database holds, with the real discord.py client, the simulator and a real SQLite
 from __future__ import annotations
 
 import asyncio
-import itertools
 import io
+import itertools
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path

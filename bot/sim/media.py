@@ -149,6 +149,8 @@ def _atomic(path: Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         yield tmp
+        # The embedded simulator's cache lives in the bot's DATA_DIR, where files are private.
+        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
