@@ -22,12 +22,11 @@ import discord
 from bot.api.errors import NotFoundError, VideoAPIError
 from bot.api.profiles import Capabilities
 from bot.catalog import format_dollars
-from bot.jobview import job_view
 from bot.store import Job
 from bot.submit import EXTEND_SECONDS, FollowUpKind, Refused
 from cogs.errors import new_reference, tell
-from cogs.render import deleted_embed, job_embed, notice_embed, source_line
-from cogs.video import TOKEN_LIFETIME, origin_of, refuse
+from cogs.render import deleted_embed, notice_embed
+from cogs.video import TOKEN_LIFETIME, origin_of, present_job, refuse
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -111,22 +110,6 @@ async def report_failure(
     await notify(
         interaction, "Something went wrong on our side; the bot's owner can look it up.", reference
     )
-
-
-async def present_job(
-    bot: VideoBot, interaction: discord.Interaction, job: Job, source: Job | None = None
-) -> None:
-    """The first look of a new job in the deferred reply (as `/video` shows it), remembered as
-    the job's message; a job that failed at once goes straight to delivery."""
-    position = await bot.store.queue_position(job.id)
-    view = job_view(
-        job, now=time.time(), queue_position=position, service_ok=bot.tracker.service_ok
-    )
-    embed = job_embed(view, source=source_line(job, source))
-    message = await interaction.edit_original_response(embed=embed)
-    await bot.store.set_response_message(job.id, message.id)
-    if job.state == "failed":
-        bot.deliverer.schedule(job)
 
 
 def _usable(job: Job, verb: str, now: float) -> str | None:

@@ -21,8 +21,8 @@ from bot.catalog import size_label
 from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
 from bot.submit import Refused
-from cogs.actions import PROMPT_LIMIT, bot_of, present_job, report_failure
-from cogs.video import REFERENCE_LIMIT_BYTES, TOKEN_LIFETIME, origin_of, refuse
+from cogs.actions import PROMPT_LIMIT, bot_of, report_failure
+from cogs.video import REFERENCE_LIMIT_BYTES, TOKEN_LIFETIME, origin_of, present_job, refuse
 
 if TYPE_CHECKING:
     from bot.app import VideoBot

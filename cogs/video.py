@@ -14,8 +14,9 @@ from bot.catalog import Catalog, size_label
 from bot.jobview import job_view
 from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
+from bot.store import Job
 from bot.submit import Origin, Refused
-from cogs.render import job_embed, notice_embed
+from cogs.render import job_embed, notice_embed, source_line
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -68,6 +69,22 @@ async def refuse(interaction: discord.Interaction, text: str, reference: str | N
         await interaction.delete_original_response()
     except discord.HTTPException:
         log.debug("could not remove the placeholder reply", exc_info=True)
+
+
+async def present_job(
+    bot: VideoBot, interaction: discord.Interaction, job: Job, source: Job | None = None
+) -> None:
+    """The first look of a new job in the deferred reply (as `/video` shows it), remembered as
+    the job's message; a job that failed at once goes straight to delivery."""
+    position = await bot.store.queue_position(job.id)
+    view = job_view(
+        job, now=time.time(), queue_position=position, service_ok=bot.tracker.service_ok
+    )
+    embed = job_embed(view, source=source_line(job, source))
+    message = await interaction.edit_original_response(embed=embed)
+    await bot.store.set_response_message(job.id, message.id)
+    if job.state == "failed":
+        bot.deliverer.schedule(job)
 
 
 def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
@@ -131,14 +148,7 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
         if isinstance(result, Refused):
             await refuse(interaction, result.message)
             return
-        position = await bot.store.queue_position(result.id)
-        view = job_view(
-            result, now=time.time(), queue_position=position, service_ok=bot.tracker.service_ok
-        )
-        message = await interaction.edit_original_response(embed=job_embed(view))
-        await bot.store.set_response_message(result.id, message.id)
-        if result.state in ("failed",):
-            bot.deliverer.schedule(result)
+        await present_job(bot, interaction, result)
 
     return app_commands.Command(
         name="video",
