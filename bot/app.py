@@ -110,6 +110,8 @@ class VideoBot(commands.Bot):
             await self.load_extension(ext)
         await self.sync_commands()
         await self.deliverer.resume()
+        for intake in await self.store.take_unrecorded_intakes():
+            await sink.answer_unrecorded(intake)
         self.tracker.start()
 
     async def close(self) -> None:

@@ -19,7 +19,7 @@ from typing import Protocol
 from bot.api.client import VideosClient
 from bot.api.errors import NotFoundError, VideoAPIError
 from bot.jobview import failure_text
-from bot.store import Job, Store
+from bot.store import Intake, Job, Store
 from bot.tasks import BackgroundTasks
 from bot.transcode import reencode_to_fit_async
 
@@ -49,6 +49,10 @@ class DeliverySink(Protocol):
 
     async def find_result(self, job: Job) -> int | None:
         """After a crash mid-delivery: the message already carrying the result, if any."""
+        ...
+
+    async def answer_unrecorded(self, intake: Intake) -> bool:
+        """After a stop between acknowledging a request and recording it: tell the member."""
         ...
 
 

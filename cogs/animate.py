@@ -22,7 +22,14 @@ from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
 from bot.submit import Refused
 from cogs.actions import PROMPT_LIMIT, bot_of, report_failure
-from cogs.video import REFERENCE_LIMIT_BYTES, TOKEN_LIFETIME, origin_of, present_job, refuse
+from cogs.video import (
+    REFERENCE_LIMIT_BYTES,
+    TOKEN_LIFETIME,
+    origin_of,
+    present_job,
+    recorded_intake,
+    refuse,
+)
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -171,30 +178,32 @@ class AnimateModal(discord.ui.Modal):
             await refuse(interaction, problem)
             return
         await interaction.response.defer(thinking=True)
-        try:
-            data = await self.image.read(interaction.client)
-            fitted: ReferenceImage = await fit_reference_async(
-                data,
-                dims,
-                mode="pad" if _pick(self.fit) == "pad" else "crop",
-                max_bytes=REFERENCE_LIMIT_BYTES,
-            )
-        except ReferenceRejected as exc:
-            await refuse(interaction, f"That image can't be used: {exc.reason}")
-            return
-        except discord.HTTPException as exc:
-            log.info("could not fetch %s for Animate image: %s", self.image.filename, exc)
-            await refuse(
-                interaction,
-                "The image could not be fetched from Discord; the message may have been deleted.",
-            )
-            return
-        request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
-        result = await bot.jobs.submit(origin_of(interaction), request, fitted)
-        if isinstance(result, Refused):
-            await refuse(interaction, result.message)
-            return
-        await present_job(bot, interaction, result)
+        async with recorded_intake(bot, interaction):
+            try:
+                data = await self.image.read(interaction.client)
+                fitted: ReferenceImage = await fit_reference_async(
+                    data,
+                    dims,
+                    mode="pad" if _pick(self.fit) == "pad" else "crop",
+                    max_bytes=REFERENCE_LIMIT_BYTES,
+                )
+            except ReferenceRejected as exc:
+                await refuse(interaction, f"That image can't be used: {exc.reason}")
+                return
+            except discord.HTTPException as exc:
+                log.info("could not fetch %s for Animate image: %s", self.image.filename, exc)
+                await refuse(
+                    interaction,
+                    "The image could not be fetched from Discord; "
+                    "the message may have been deleted.",
+                )
+                return
+            request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
+            result = await bot.jobs.submit(origin_of(interaction), request, fitted)
+            if isinstance(result, Refused):
+                await refuse(interaction, result.message)
+                return
+            await present_job(bot, interaction, result)
 
     async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item
         self, interaction: discord.Interaction, error: Exception, /

@@ -18,9 +18,9 @@ import discord
 
 from bot.delivery import Result
 from bot.jobview import JobView, job_view
-from bot.store import Job
+from bot.store import Intake, Job
 from cogs.actions import actions_view
-from cogs.render import job_embed, source_line
+from cogs.render import job_embed, notice_embed, source_line
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -219,6 +219,26 @@ class DiscordSink:
             **dm_kwargs,
         )
         return dm.id
+
+    async def answer_unrecorded(self, intake: Intake) -> bool:
+        """Tell a member whose request was acknowledged but never recorded (the bot stopped in
+        between) that nothing was made or charged. False when the token could not be used."""
+        if intake.token_expires_at - TOKEN_MARGIN <= self.clock():
+            return False
+        webhook = discord.Webhook.partial(intake.application_id, intake.token, client=self.bot)
+        try:
+            await webhook.edit_message(
+                ORIGINAL,
+                content=None,
+                embed=notice_embed(
+                    "The bot restarted before your request was recorded. Nothing was sent to "
+                    "the video service and nothing was charged; please send it again."
+                ),
+            )
+        except discord.HTTPException as exc:
+            log.info("could not answer unrecorded request %s: %s", intake.interaction_id, exc)
+            return False
+        return True
 
     async def find_result(self, job: Job) -> int | None:
         """Whether an interrupted delivery already reached the user: in the original reply while

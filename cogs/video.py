@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -14,7 +16,7 @@ from bot.catalog import Catalog, size_label
 from bot.jobview import job_view
 from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
-from bot.store import Job
+from bot.store import Intake, Job
 from bot.submit import Origin, Refused
 from cogs.render import job_embed, notice_embed, source_line
 
@@ -87,6 +89,26 @@ async def present_job(
         bot.deliverer.schedule(job)
 
 
+@contextlib.asynccontextmanager
+async def recorded_intake(bot: VideoBot, interaction: discord.Interaction) -> AsyncIterator[None]:
+    """From the defer until the job row exists, the request is kept in the store's intake, so
+    a stop in between is answered on the next start instead of leaving "thinking…" forever."""
+    await bot.store.record_intake(
+        Intake(
+            interaction_id=interaction.id,
+            application_id=interaction.application_id,
+            token=interaction.token,
+            token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
+            user_id=interaction.user.id,
+            received_at=time.time(),
+        )
+    )
+    try:
+        yield
+    finally:
+        await bot.store.drop_intake(interaction.id)
+
+
 def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
     catalog = bot.catalog
 
@@ -132,23 +154,24 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
             await refuse(interaction, problem)
             return
         await interaction.response.defer(thinking=True)
-        fitted: ReferenceImage | None = None
-        if reference is not None:
-            try:
-                check_declared_size(reference.size, REFERENCE_LIMIT_BYTES)
-                data = await reference.read()
-                fitted = await fit_reference_async(
-                    data, dims, mode="pad" if fit == "pad" else "crop"
-                )
-            except ReferenceRejected as exc:
-                await refuse(interaction, f"That reference image can't be used: {exc.reason}")
+        async with recorded_intake(bot, interaction):
+            fitted: ReferenceImage | None = None
+            if reference is not None:
+                try:
+                    check_declared_size(reference.size, REFERENCE_LIMIT_BYTES)
+                    data = await reference.read()
+                    fitted = await fit_reference_async(
+                        data, dims, mode="pad" if fit == "pad" else "crop"
+                    )
+                except ReferenceRejected as exc:
+                    await refuse(interaction, f"That reference image can't be used: {exc.reason}")
+                    return
+            request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
+            result = await bot.jobs.submit(origin_of(interaction), request, fitted)
+            if isinstance(result, Refused):
+                await refuse(interaction, result.message)
                 return
-        request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
-        result = await bot.jobs.submit(origin_of(interaction), request, fitted)
-        if isinstance(result, Refused):
-            await refuse(interaction, result.message)
-            return
-        await present_job(bot, interaction, result)
+            await present_job(bot, interaction, result)
 
     return app_commands.Command(
         name="video",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -429,3 +430,37 @@ async def test_a_bad_reference_is_refused_privately_with_no_call_and_no_charge(
     assert w.sim.requests == []
     public = [m for m in w.messages() if not m.ephemeral and not m.deleted]
     assert public == []
+
+
+async def test_a_request_cut_off_before_it_was_recorded_is_answered_on_restart(w: World) -> None:
+    big = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (40, 90, 160)).save(big, "PNG", compress_level=1)
+    db = w.data_dir / "bot.sqlite3"
+
+    def intake_rows() -> int:
+        with sqlite3.connect(db) as raw:
+            return int(raw.execute("SELECT count(*) FROM intake").fetchone()[0])
+
+    async with w.bot():
+        interaction = await w.fake.dispatch_slash(
+            "video",
+            {
+                "prompt": "cut off mid-request",
+                "reference": Upload("big.png", big.getvalue(), "image/png"),
+            },
+            user=w.user,
+            channel=w.channel,
+        )
+        await w.wait_for(lambda: interaction.acknowledged and intake_rows() == 1)
+        # The bot stops while the reference is still being fitted: no job row was written.
+    async with w.bot() as second:
+        await w.wait_for(
+            lambda: (
+                interaction.original is not None
+                and "nothing was charged" in str(interaction.original.embed).lower()
+            )
+        )
+        assert await second.store.count_jobs(w.user.id) == 0
+        assert await second.store.ledger_entries() == []
+    assert intake_rows() == 0
+    assert w.sim.requests == []

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.store import (
+    Intake,
     InvalidTransition,
     Job,
     JobNotFound,
@@ -1091,3 +1092,25 @@ def test_the_books_balance_after_any_sequence_of_operations(
     ops: list[tuple[str, int, int, int]],
 ) -> None:
     asyncio.run(run_scenario(ops))
+
+
+async def test_intakes_that_became_jobs_are_not_reported_as_lost(store: Store) -> None:
+    def intake(interaction_id: int) -> Intake:
+        return Intake(
+            interaction_id=interaction_id,
+            application_id=5,
+            token=f"tok-{interaction_id}",
+            token_expires_at=store.clock() + 900,
+            user_id=1,
+            received_at=store.clock(),
+        )
+
+    for iid in (11, 12, 13):
+        await store.record_intake(intake(iid))
+    await reserved(store, interaction_id=12)
+    await store.drop_intake(13)
+    lost = await store.take_unrecorded_intakes()
+    assert [i.interaction_id for i in lost] == [11]
+    assert lost[0].token == "tok-11"
+    # Taken once: the next start finds nothing left to answer.
+    assert await store.take_unrecorded_intakes() == []

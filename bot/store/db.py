@@ -145,6 +145,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # 2: requests acknowledged to Discord but not yet recorded as jobs. A stop in that window
+    # (reference download and fitting, the quota check) would otherwise leave the member
+    # looking at "thinking…" with nothing behind it; on start each is answered instead.
+    (
+        """
+        CREATE TABLE intake (
+            interaction_id   INTEGER PRIMARY KEY,
+            application_id   INTEGER NOT NULL,
+            token            TEXT    NOT NULL,
+            token_expires_at REAL    NOT NULL,
+            user_id          INTEGER NOT NULL,
+            received_at      REAL    NOT NULL
+        )
+        """,
+    ),
 )
 
 

@@ -193,3 +193,15 @@ class QuotaOverride(BaseModel):
     limit_name: str
     max_micros: int | None = Field(default=None, ge=0)
     exempt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """A request Discord has been told about (deferred) that may not be a job yet."""
+
+    interaction_id: int
+    application_id: int
+    token: str
+    token_expires_at: float
+    user_id: int
+    received_at: float

@@ -22,11 +22,13 @@ from types import TracebackType
 import aiosqlite
 from pydantic import JsonValue
 
+from bot.store import intake as intake_sql
 from bot.store import jobs, kv, ledger, quota
 from bot.store.db import Database, Synchronous, connect, migrate
 from bot.store.ledger import ANY_GUILD
 from bot.store.records import (
     Account,
+    Intake,
     Job,
     JobBalance,
     JobState,
@@ -363,3 +365,21 @@ class Store:
     async def set_meta(self, key: str, value: str) -> None:
         async with self.transaction() as conn:
             await kv.set_meta(conn, key, value)
+
+    # ------------------------------------------------------------------ intake
+
+    async def record_intake(self, intake: Intake) -> None:
+        async with self.transaction() as conn:
+            await intake_sql.record(conn, intake)
+
+    async def drop_intake(self, interaction_id: int) -> None:
+        async with self.transaction() as conn:
+            await intake_sql.drop(conn, interaction_id)
+
+    async def take_unrecorded_intakes(self) -> list[Intake]:
+        """On start: the acknowledged requests that never became jobs; the table is emptied
+        (those that did become jobs are resumed as jobs)."""
+        async with self.transaction() as conn:
+            found = await intake_sql.unrecorded(conn)
+            await intake_sql.clear(conn)
+        return found
