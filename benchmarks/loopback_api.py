@@ -1,22 +1,27 @@
 """A minimal Videos API on loopback, run in its own process so its memory is not counted against
 the client being measured. It answers creates, polls (completed at once) and content downloads of
-a configurable size, streamed in 1 MiB chunks."""
+a configurable size, streamed in 1 MiB chunks. A create whose prompt is `bytes=N` makes a video
+whose content is N bytes instead (the content is not an mp4: nothing here decodes it)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import itertools
+import json
+import re
 import sys
 import time
 
 from aiohttp import web
 
 CHUNK = bytes(range(256)) * 4096  # 1 MiB
+SIZED_PROMPT = re.compile(r"bytes=(\d+)")
 
 
 def make_app(content_bytes: int) -> web.Application:
     ids = itertools.count(1)
+    sizes: dict[str, int] = {}
 
     def video(vid: str) -> dict[str, object]:
         now = int(time.time())
@@ -37,17 +42,26 @@ def make_app(content_bytes: int) -> web.Application:
         }
 
     async def create(request: web.Request) -> web.Response:
-        await request.read()
-        return web.json_response(video(f"video_{next(ids)}"))
+        body = await request.read()
+        vid = f"video_{next(ids)}"
+        try:
+            prompt = json.loads(body).get("prompt", "")
+        except (ValueError, AttributeError):
+            prompt = ""
+        sized = SIZED_PROMPT.fullmatch(str(prompt))
+        if sized:
+            sizes[vid] = int(sized.group(1))
+        return web.json_response(video(vid))
 
     async def retrieve(request: web.Request) -> web.Response:
         return web.json_response(video(request.match_info["vid"]))
 
     async def content(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
-        response.content_length = content_bytes
+        length = sizes.get(request.match_info["vid"], content_bytes)
+        response.content_length = length
         await response.prepare(request)
-        left = content_bytes
+        left = length
         while left > 0:
             piece = CHUNK[: min(left, len(CHUNK))]
             await response.write(piece)

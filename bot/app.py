@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -36,6 +37,8 @@ EXTENSIONS = (
     "cogs.errors",
 )
 COMMAND_HASH_KEY = "command_tree_hash"
+# Concurrent HTTP connections to Discord (REST and interaction webhooks together).
+DISCORD_CONNECTIONS = 32
 
 
 class VideoBot(commands.Bot):
@@ -56,11 +59,21 @@ class VideoBot(commands.Bot):
             # Nobody is pinged unless a message names them explicitly (see cogs.sink).
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            # The bot never reads old messages from the cache; with many jobs it was most of the
+            # memory each one costs.
+            max_messages=None,
         )
         self.settings = settings
         self.catalog = settings.catalog()
         self._stack = AsyncExitStack()
         self._sink_factory = sink_factory
+
+    async def login(self, token: str) -> None:
+        # discord.py opens as many connections as there are requests at once; a burst of
+        # commands then pays a handshake each. A bounded pool reuses them (made here, inside
+        # the running loop, as aiohttp requires).
+        self.http.connector = aiohttp.TCPConnector(limit=DISCORD_CONNECTIONS)
+        await super().login(token)
 
     @property
     def data_dir(self) -> Path:
@@ -110,8 +123,10 @@ class VideoBot(commands.Bot):
             await self.load_extension(ext)
         await self.sync_commands()
         await self.deliverer.resume()
-        for intake in await self.store.take_unrecorded_intakes():
+        for intake in await self.store.unrecorded_intakes():
+            # Told first, forgotten after: telling twice only edits the same reply again.
             await sink.answer_unrecorded(intake)
+            await self.store.drop_intake(intake.interaction_id)
         self.tracker.start()
 
     async def close(self) -> None:

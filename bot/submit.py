@@ -26,7 +26,7 @@ from bot.api.models import CreateVideo, ReferenceImage, Video
 from bot.catalog import Catalog, format_dollars
 from bot.prompt import clean_prompt, prompt_problem
 from bot.quota import QuotaPolicy, check_request, load_guild_settings
-from bot.store import Job, NewJob, Refusal, Store
+from bot.store import InvalidTransition, Job, NewJob, Refusal, Store
 from bot.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -260,9 +260,8 @@ class JobService:
 
     async def _at_capacity(self, job_id: int) -> bool:
         assert self.max_concurrent is not None
-        active = [j for j in await self.store.active_jobs() if j.id != job_id]
-        working = [j for j in active if j.state in ("creating", "running")]
-        return len(working) >= self.max_concurrent
+        # A count, not the job list: this runs for every request, bursts included.
+        return await self.store.count_working(exclude_id=job_id) >= self.max_concurrent
 
     async def start_queued(self) -> None:
         """Send queued jobs, oldest first, while the concurrency cap leaves room."""
@@ -273,21 +272,36 @@ class JobService:
         for job in (j for j in active if j.state == "queued_local"):
             if working >= self.max_concurrent:
                 break
-            await self.store.set_state(job.id, "creating")
+            try:
+                moved = await self.store.set_state(job.id, "creating")
+            except InvalidTransition:
+                moved = False
+            if not moved:
+                continue  # started or failed meanwhile by another path
             working += 1
-            await self.send(job)
+            fresh = await self.store.get_job(job.id)
+            if fresh is not None:
+                await self.send(fresh)
 
     async def send(self, job: Job) -> None:
         """Send the create (or the remix, edit or extension) for a job that has never been sent;
         leaves the outcome in the store."""
-        if job.create_attempted_at is not None:
+        # Checked and marked with no await in between: the tracker and the queue may both try
+        # to send the same job, and only one of them may.
+        if job.create_attempted_at is not None or job.id in self.tracker.in_flight:
             return
         self.tracker.in_flight.add(job.id)
         try:
             start = await self._starter(job)
             if start is None:
                 return
-            await self.store.mark_create_attempted(job.id, self.clock())
+            try:
+                claimed = await self.store.mark_create_attempted(job.id, self.clock())
+            except InvalidTransition:
+                claimed = False
+            if not claimed:
+                # Sent already (by another path, or before a restart): never a second request.
+                return
             try:
                 video = await start()
             except CreateOutcomeUnknown as exc:

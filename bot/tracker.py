@@ -235,9 +235,12 @@ class Tracker:
     async def _reconcile(self, job: Job, stats: RoundStats) -> None:
         """A job left in 'creating': never sent before a stop, or its outcome is unknown."""
         if job.create_attempted_at is None:
-            # Nothing was ever sent for it (the process stopped first), so sending it is safe.
-            if self.resubmit is not None:
-                await self.resubmit(job)
+            # Nothing was ever sent for it (the process stopped first), so sending it is safe;
+            # the send itself claims the job, so a send already under way is not repeated.
+            if self.resubmit is not None and job.id not in self.in_flight:
+                fresh = await self.store.get_job(job.id)
+                if fresh is not None and fresh.state == "creating":
+                    await self.resubmit(fresh)
             return
         known = await self.store.known_video_ids()
         match = JobMatch(prompt=job.prompt, model=job.model, size=job.size, seconds=job.seconds)

@@ -26,7 +26,7 @@ from bot.store import Job
 from bot.submit import EXTEND_SECONDS, FollowUpKind, Refused
 from cogs.errors import new_reference, tell
 from cogs.render import deleted_embed, notice_embed
-from cogs.video import TOKEN_LIFETIME, origin_of, present_job, refuse
+from cogs.video import TOKEN_LIFETIME, acknowledged, origin_of, present_job, refuse
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -250,14 +250,14 @@ class FollowUpModal(discord.ui.Modal):
         if source is None:
             await refuse(interaction, "The video this was made from is no longer known.")
             return
-        await interaction.response.defer(thinking=True)
-        result = await bot.jobs.submit_followup(
-            origin_of(interaction), source, self.kind, prompt, seconds=seconds
-        )
-        if isinstance(result, Refused):
-            await refuse(interaction, result.message)
-            return
-        await present_job(bot, interaction, result, source)
+        async with acknowledged(bot, interaction):
+            result = await bot.jobs.submit_followup(
+                origin_of(interaction), source, self.kind, prompt, seconds=seconds
+            )
+            if isinstance(result, Refused):
+                await refuse(interaction, result.message)
+                return
+            await present_job(bot, interaction, result, source)
 
     async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item
         self, interaction: discord.Interaction, error: Exception, /

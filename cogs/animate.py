@@ -25,9 +25,9 @@ from cogs.actions import PROMPT_LIMIT, bot_of, report_failure
 from cogs.video import (
     REFERENCE_LIMIT_BYTES,
     TOKEN_LIFETIME,
+    acknowledged,
     origin_of,
     present_job,
-    recorded_intake,
     refuse,
 )
 
@@ -177,8 +177,7 @@ class AnimateModal(discord.ui.Modal):
         if problem:
             await refuse(interaction, problem)
             return
-        await interaction.response.defer(thinking=True)
-        async with recorded_intake(bot, interaction):
+        async with acknowledged(bot, interaction):
             try:
                 data = await self.image.read(interaction.client)
                 fitted: ReferenceImage = await fit_reference_async(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -90,20 +91,23 @@ async def present_job(
 
 
 @contextlib.asynccontextmanager
-async def recorded_intake(bot: VideoBot, interaction: discord.Interaction) -> AsyncIterator[None]:
-    """From the defer until the job row exists, the request is kept in the store's intake, so
-    a stop in between is answered on the next start instead of leaving "thinking…" forever."""
-    await bot.store.record_intake(
-        Intake(
-            interaction_id=interaction.id,
-            application_id=interaction.application_id,
-            token=interaction.token,
-            token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
-            user_id=interaction.user.id,
-            received_at=time.time(),
-        )
+async def acknowledged(bot: VideoBot, interaction: discord.Interaction) -> AsyncIterator[None]:
+    """Defer (Discord's 3 seconds) and, at the same moment, keep the request in the store's
+    intake until the block has made it a job: a stop in between is then answered on the next
+    start instead of leaving "thinking…" forever. The two run together so the database write
+    never delays the acknowledgement."""
+    intake = Intake(
+        interaction_id=interaction.id,
+        application_id=interaction.application_id,
+        token=interaction.token,
+        token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
+        user_id=interaction.user.id,
+        received_at=time.time(),
     )
     try:
+        await asyncio.gather(
+            interaction.response.defer(thinking=True), bot.store.record_intake(intake)
+        )
         yield
     finally:
         await bot.store.drop_intake(interaction.id)
@@ -153,8 +157,7 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
         if problem:
             await refuse(interaction, problem)
             return
-        await interaction.response.defer(thinking=True)
-        async with recorded_intake(bot, interaction):
+        async with acknowledged(bot, interaction):
             fitted: ReferenceImage | None = None
             if reference is not None:
                 try:

@@ -280,9 +280,10 @@ async def test_the_whole_happy_path(store: Store, clock: Clock) -> None:
     job = await reserved(store, interaction_token="tok", token_expires_at=T0 + 900)
     assert (job.state, job.delivery_state, job.created_at) == ("creating", "pending", T0)
     clock.advance(1)
-    await store.mark_create_attempted(job.id, T0 + 1)
+    assert await store.mark_create_attempted(job.id, T0 + 1)
     clock.advance(1)
-    await store.mark_create_attempted(job.id, T0 + 2)  # a retry keeps the first attempt
+    # A second send of the same job is refused: the first attempt stands, nothing goes out twice.
+    assert not await store.mark_create_attempted(job.id, T0 + 2)
     assert (await must_get(store, job.id)).create_attempted_at == T0 + 1
     run = await store.attach_video(job.id, "v1", "queued", 0)
     assert run is not None and run.state == "running" and run.api_video_id == "v1"
@@ -1109,8 +1110,10 @@ async def test_intakes_that_became_jobs_are_not_reported_as_lost(store: Store) -
         await store.record_intake(intake(iid))
     await reserved(store, interaction_id=12)
     await store.drop_intake(13)
-    lost = await store.take_unrecorded_intakes()
+    lost = await store.unrecorded_intakes()
     assert [i.interaction_id for i in lost] == [11]
     assert lost[0].token == "tok-11"
-    # Taken once: the next start finds nothing left to answer.
-    assert await store.take_unrecorded_intakes() == []
+    # Still there until the member has been told (a stop meanwhile tells them next time).
+    assert [i.interaction_id for i in await store.unrecorded_intakes()] == [11]
+    await store.drop_intake(11)
+    assert await store.unrecorded_intakes() == []

@@ -336,3 +336,41 @@ async def test_a_wake_between_polls_starts_queued_work_without_polling(
     # One poll at start; each wake only ran the queue step.
     assert api.count("GET", "/videos/v0") == 1
     assert starts >= 5
+
+
+async def test_a_job_being_sent_is_never_sent_again_by_a_tracker_round(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The race: a round reads the new job before its send marks it; the round must not send."""
+    from bot.api.models import CreateVideo
+    from bot.catalog import load_catalog
+    from bot.quota import QuotaDefaults, QuotaPolicy
+    from bot.submit import JobService, Origin
+
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def slow_create(request: Any) -> Any:
+        arrived.set()
+        await release.wait()
+        return await answer(200, video("v-only"))(request)
+
+    api.on("POST", "/videos", slow_create, answer(200, video("v-second")))
+    client = client_for(http, api.url)
+    tracker = Tracker(store, client, Recorder())
+    policy = QuotaPolicy(store, QuotaDefaults(cooldown_seconds=None, max_concurrent=None))
+    service = JobService(store, client, load_catalog(None), tracker, tmp_path, policy=policy)
+    request = CreateVideo(prompt="a fox", model="sora-2", seconds="4", size="1280x720")
+    submitting = asyncio.create_task(service.submit(Origin(user_id=1, channel_id=2), request))
+    await asyncio.wait_for(arrived.wait(), 5)
+    # The create is in flight; a tracker round (and a second send of a stale copy) happen now.
+    (stale,) = await store.active_jobs()
+    await tracker.poll_once()
+    await service.send(stale.model_copy(update={"create_attempted_at": None}))
+    release.set()
+    job = await submitting
+    assert api.count("POST", "/videos") == 1
+    assert not isinstance(job, str)
+    fresh = await store.get_job(stale.id)
+    assert fresh is not None
+    assert fresh.api_video_id == "v-only"

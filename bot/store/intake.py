@@ -54,5 +54,12 @@ async def unrecorded(conn: aiosqlite.Connection) -> list[Intake]:
     ]
 
 
-async def clear(conn: aiosqlite.Connection) -> int:
-    return await execute(conn, "DELETE FROM intake")
+async def drop_recorded(conn: aiosqlite.Connection) -> int:
+    """Forget intakes whose interaction became a job."""
+    return await execute(
+        conn,
+        """
+        DELETE FROM intake
+        WHERE EXISTS (SELECT 1 FROM jobs AS j WHERE j.interaction_id = intake.interaction_id)
+        """,
+    )

@@ -136,20 +136,21 @@ async def set_state(conn: aiosqlite.Connection, job_id: int, state: JobState, no
 
 async def mark_create_attempted(
     conn: aiosqlite.Connection, job_id: int, at: float, now: float
-) -> None:
+) -> bool:
+    """Claim the one send of a job: True for the caller that may send it, False when it was
+    attempted already (by another path or before a restart), so no request goes out twice."""
     job = await require(conn, job_id)
     if job.state != "creating":
         raise InvalidTransition(job_id, job.state, "creating", "only a creating job is sent")
-    # The first attempt is kept: reconciliation looks for the video from the earliest send.
     changed = await execute(
         conn,
         """
-        UPDATE jobs SET create_attempted_at = COALESCE(create_attempted_at, ?), updated_at = ?
-        WHERE id = ? AND state = 'creating'
+        UPDATE jobs SET create_attempted_at = ?, updated_at = ?
+        WHERE id = ? AND state = 'creating' AND create_attempted_at IS NULL
         """,
         (at, now, job_id),
     )
-    _lost_race(job, changed, "creating")
+    return changed == 1
 
 
 async def attach_video(
@@ -430,6 +431,16 @@ async def last_request_at(conn: aiosqlite.Connection, user_id: int) -> float | N
         conn, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,)
     )
     return None if value is None else float(value)
+
+
+async def count_working(conn: aiosqlite.Connection, exclude_id: int | None) -> int:
+    """Jobs being sent or running at the service (what the concurrency cap counts)."""
+    value = await fetch_value(
+        conn,
+        "SELECT COUNT(*) FROM jobs WHERE state IN ('creating', 'running') AND id IS NOT ?",
+        (exclude_id,),
+    )
+    return int(value)
 
 
 async def queue_position(conn: aiosqlite.Connection, job_id: int) -> int | None:

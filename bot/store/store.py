@@ -146,9 +146,9 @@ class Store:
         async with self.transaction() as conn:
             return await jobs.set_state(conn, job_id, state, self.clock())
 
-    async def mark_create_attempted(self, job_id: int, at: float) -> None:
+    async def mark_create_attempted(self, job_id: int, at: float) -> bool:
         async with self.transaction() as conn:
-            await jobs.mark_create_attempted(conn, job_id, at, self.clock())
+            return await jobs.mark_create_attempted(conn, job_id, at, self.clock())
 
     async def attach_video(
         self, job_id: int, api_video_id: str, api_status: str, progress: int | None
@@ -264,6 +264,11 @@ class Store:
         async with self._read() as conn:
             return await jobs.count(conn, user_id)
 
+    async def count_working(self, exclude_id: int | None = None) -> int:
+        """Jobs being sent or running at the video service, besides `exclude_id`."""
+        async with self._read() as conn:
+            return await jobs.count_working(conn, exclude_id)
+
     async def queue_position(self, job_id: int) -> int | None:
         """1-based place among locally queued jobs; None if the job is not queued."""
         async with self._read() as conn:
@@ -376,10 +381,10 @@ class Store:
         async with self.transaction() as conn:
             await intake_sql.drop(conn, interaction_id)
 
-    async def take_unrecorded_intakes(self) -> list[Intake]:
-        """On start: the acknowledged requests that never became jobs; the table is emptied
-        (those that did become jobs are resumed as jobs)."""
+    async def unrecorded_intakes(self) -> list[Intake]:
+        """On start: the acknowledged requests that never became jobs. Those that did are
+        dropped here (they are resumed as jobs); each returned one is dropped by the caller once
+        its member has been told, so a stop during start-up tells them on the next one."""
         async with self.transaction() as conn:
-            found = await intake_sql.unrecorded(conn)
-            await intake_sql.clear(conn)
-        return found
+            await intake_sql.drop_recorded(conn)
+            return await intake_sql.unrecorded(conn)
