@@ -124,11 +124,9 @@ class DiscordSink:
         thumb_name: str | None = None
         if result.thumbnail is not None:
             thumb_name = f"thumbnail-{job.id}{result.thumbnail.suffix}"
-        embed = job_embed(
-            view,
-            thumbnail_name=thumb_name if result.video is None else None,
-            source=await self._source(job),
-        )
+        # The thumbnail is the embed's picture (Discord shows no preview of an mp4 inside an
+        # embed); with the video too large, it is what the member sees instead.
+        embed = job_embed(view, thumbnail_name=thumb_name, source=await self._source(job))
         for extra in (result.note, result.failure):
             if extra and extra not in (view.note or ""):
                 embed.add_field(name="Note", value=extra[:1024], inline=False)
@@ -142,7 +140,7 @@ class DiscordSink:
             out: list[discord.File] = []
             if result.video is not None:
                 out.append(discord.File(result.video, filename=f"video-{job.id}.mp4"))
-            elif result.thumbnail is not None and thumb_name is not None:
+            if result.thumbnail is not None and thumb_name is not None:
                 out.append(discord.File(result.thumbnail, filename=thumb_name))
             return out
 

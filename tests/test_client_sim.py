@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -264,3 +265,22 @@ async def test_expired_assets_are_not_found(tmp_path: Path) -> None:
         with pytest.raises(NotFoundError):
             await r.client.download(done.id, tmp_path / "late.mp4")
         assert not (tmp_path / "late.mp4").exists()
+
+
+async def test_a_large_video_streams_to_disk_with_flat_memory(tmp_path: Path) -> None:
+    big = 64 * 1024 * 1024
+    async with Rig(pad_video_bytes=big) as r:
+        done = await r.finish(await r.client.create(REQUEST))
+        dest = tmp_path / "big.mp4"
+        tracemalloc.start()
+        try:
+            size = await r.client.download(done.id, dest)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert size == dest.stat().st_size > big
+    # The client never holds the body: its peak is a small fraction of what it wrote.
+    assert peak < 8 * 1024 * 1024, peak
+    # Still a playable mp4 (the padding is an mp4 `free` box).
+    with av.open(str(dest)) as container:
+        assert container.streams.video[0].codec_context.width == 1280

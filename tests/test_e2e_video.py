@@ -265,7 +265,14 @@ async def test_a_restart_mid_job_delivers_exactly_once(w: World) -> None:
     assert done.delivery_state == "done"
     posted = [m for m in w.messages() if video_attachment(m)]
     assert len(posted) == 1
+    # The finished reply shows the thumbnail as the embed's picture, beside the mp4.
+    embed = posted[0].embed
+    assert embed is not None
+    assert "thumbnail-" in str((embed.get("image") or {}).get("url", ""))
     assert sum(1 for r in w.sim.requests if r.method == "POST") == 1
+    # The second start found the same commands and did not sync them again.
+    syncs = [r for r in w.fake.requests if r.method == "PUT" and r.route.endswith("/commands")]
+    assert len(syncs) == 1
     balances = await _ledger(w.data_dir)
     assert balances[job.id].spent == job.cost_micros
     assert balances[job.id].held == 0

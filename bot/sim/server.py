@@ -114,6 +114,10 @@ CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet":
 POLL_AFTER_HEADER = "openai-poll-after-ms"
 
 
+# An mp4 box header: a 32-bit size and a 4-letter type.
+_BOX_HEADER = 8
+
+
 @dataclass
 class SimConfig:
     job_seconds: float = 20.0
@@ -138,6 +142,8 @@ class SimConfig:
     seed: int | None = None
     cache_dir: Path | None = None
     page_limit_max: int = 100
+    # Served videos grow by this many bytes (an mp4 `free` box): for streaming tests, < 4 GiB.
+    pad_video_bytes: int = 0
     # Log every request at INFO (the command line does; in-process use stays quiet).
     log_requests: bool = False
 
@@ -818,7 +824,28 @@ class SimServer:
             self._media.pop(video.media_key, None)
             paths = await self._media_for(video).task
             path = paths[variant]
+        if variant == "video" and self.config.pad_video_bytes >= _BOX_HEADER:
+            return await self._padded(request, path)
         return web.FileResponse(path, headers={"Content-Type": CONTENT_TYPES[variant]})
+
+    async def _padded(self, request: web.Request, path: Path) -> web.StreamResponse:
+        """The mp4 followed by a `free` box of `pad_video_bytes`: still a valid, playable file,
+        as large as a test of streaming needs, written a chunk at a time."""
+        data = await asyncio.to_thread(path.read_bytes)
+        pad = self.config.pad_video_bytes
+        response = web.StreamResponse(
+            headers={"Content-Type": CONTENT_TYPES["video"], "Content-Length": str(len(data) + pad)}
+        )
+        await response.prepare(request)
+        await response.write(data)
+        await response.write(pad.to_bytes(4, "big") + b"free")
+        left = pad - _BOX_HEADER
+        chunk = bytes(min(left, 1 << 20))
+        while left > 0:
+            await response.write(chunk[: min(left, len(chunk))])
+            left -= len(chunk)
+        await response.write_eof()
+        return response
 
     def _variant(self, raw: str | None) -> str:
         profile = self.config.profile
