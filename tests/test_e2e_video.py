@@ -471,3 +471,20 @@ async def test_a_request_cut_off_before_it_was_recorded_is_answered_on_restart(w
         assert await second.store.ledger_entries() == []
     assert intake_rows() == 0
     assert w.sim.requests == []
+
+
+async def test_when_the_channel_refuses_the_late_result_goes_by_dm(w: World) -> None:
+    view_only = (1 << 10) | (1 << 16)  # VIEW_CHANNEL and READ_MESSAGE_HISTORY, no SEND_MESSAGES
+    quiet = w.fake.add_text_channel(w.guild, "read-only", bot_permissions=view_only)
+    async with w.bot():
+        interaction = await w.fake.dispatch_slash(
+            "video", {"prompt": "a lantern at dusk"}, user=w.user, channel=quiet
+        )
+        await w.wait_for(lambda: interaction.acknowledged and interaction.edits >= 1)
+        w.fake.clock.advance(16 * 60)
+        dm = w.fake.dm_channel(w.user)
+        message: Message = await w.wait_for(
+            lambda: next((m for m in w.messages(dm) if video_attachment(m)), None)
+        )
+    assert "lantern" in str(message.embed)
+    assert not any(video_attachment(m) for m in w.messages(quiet))
