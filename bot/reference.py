@@ -275,6 +275,9 @@ def _fit_opened(
         and orientation == 1
         and im.mode in _PASSTHROUGH_MODES
         and not getattr(im, "is_animated", False)
+        # A photo's EXIF can hold where it was taken: such a file is re-encoded without it.
+        and not im.info.get("exif")
+        and not im.getexif()
     ):
         # Decoding fully is the only way to know a truncated file would not fail at the API.
         im.load()

@@ -295,6 +295,22 @@ def test_exact_size_passes_through_untouched(fmt: str) -> None:
     decode(ref)
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_exact_size_with_exif_is_reencoded_without_it(fmt: str) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {2: (48.0, 51.0, 30.0)}  # GPSInfo: a latitude
+    buf = io.BytesIO()
+    photo((64, 36)).save(buf, fmt, exif=exif.tobytes())
+    data = buf.getvalue()
+    ref = fit_reference(data, "64x36")
+    assert ref.data != data
+    assert b"PhoneMaker" not in ref.data
+    with Image.open(io.BytesIO(ref.data)) as out:
+        assert out.size == (64, 36)
+        assert not out.getexif()
+
+
 def test_exact_size_gif_is_converted() -> None:
     data = encode(photo((64, 36)).convert("P"), "GIF")
     ref = fit_reference(data, "64x36")
