@@ -28,7 +28,7 @@ from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from bot.catalog import MICROS_PER_DOLLAR, format_dollars
 from bot.settings import Settings
-from bot.store import QuotaOverride, Refusal, SpendLimit, Store, TargetKind
+from bot.store import Job, NewJob, QuotaOverride, Refusal, SpendLimit, Store, TargetKind
 from bot.store.quota import ACTIVE_JOBS_LIMIT, COOLDOWN_LIMIT, Overrides, with_overrides
 
 log = logging.getLogger(__name__)
@@ -565,6 +565,20 @@ class QuotaPolicy:
 
     def _is_exempt(self, role_ids: Collection[int]) -> bool:
         return not self.defaults.exempt_role_ids.isdisjoint(role_ids)
+
+    async def reserve(self, origin: Requester, new: NewJob, now: float) -> Job | Refusal:
+        """Work out the request's limits, then check them and hold its price in one store
+        transaction, so simultaneous requests can never overspend."""
+        plan = await self.plan(origin, now)
+        return await self.store.reserve_job(
+            new,
+            new.cost_micros,
+            plan.limits,
+            max_active_per_user=plan.max_active_per_user,
+            cooldown_seconds=plan.cooldown_seconds,
+            role_ids=plan.role_ids,
+            now=now,
+        )
 
     async def plan(self, origin: Requester, now: float) -> QuotaPlan:
         """The limits of one request: pass them all to `Store.reserve_job`."""

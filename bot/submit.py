@@ -227,19 +227,8 @@ class JobService:
     async def _reserve_and_start(
         self, origin: Origin, new: NewJob, now: float, reference: ReferenceImage | None
     ) -> Job | Refused:
-        # The limits are worked out first; the check against them and the hold happen in one
-        # transaction, so simultaneous requests can never overspend.
         cost = new.cost_micros
-        plan = await self.policy.plan(origin, now)
-        result = await self.store.reserve_job(
-            new,
-            cost,
-            plan.limits,
-            max_active_per_user=plan.max_active_per_user,
-            cooldown_seconds=plan.cooldown_seconds,
-            role_ids=plan.role_ids,
-            now=now,
-        )
+        result = await self.policy.reserve(origin, new, now)
         if isinstance(result, Refusal):
             return Refused(self.policy.describe(result))
         job = result

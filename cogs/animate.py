@@ -20,15 +20,13 @@ from bot.api.models import CreateVideo, ReferenceImage
 from bot.catalog import size_label
 from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
-from bot.submit import Refused
 from cogs.actions import PROMPT_LIMIT, bot_of, report_failure
 from cogs.video import (
     REFERENCE_LIMIT_BYTES,
     TOKEN_LIFETIME,
     acknowledged,
-    origin_of,
-    present_job,
     refuse,
+    submit_and_present,
 )
 
 if TYPE_CHECKING:
@@ -198,11 +196,7 @@ class AnimateModal(discord.ui.Modal):
                 )
                 return
             request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
-            result = await bot.jobs.submit(origin_of(interaction), request, fitted)
-            if isinstance(result, Refused):
-                await refuse(interaction, result.message)
-                return
-            await present_job(bot, interaction, result)
+            await submit_and_present(bot, interaction, request, fitted)
 
     async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item
         self, interaction: discord.Interaction, error: Exception, /

@@ -113,6 +113,21 @@ async def acknowledged(bot: VideoBot, interaction: discord.Interaction) -> Async
         await bot.store.drop_intake(interaction.id)
 
 
+async def submit_and_present(
+    bot: VideoBot,
+    interaction: discord.Interaction,
+    request: CreateVideo,
+    reference: ReferenceImage | None,
+) -> None:
+    """The common end of `/video` and "Animate image": reserve and send, then show the job (or
+    why it was refused)."""
+    result = await bot.jobs.submit(origin_of(interaction), request, reference)
+    if isinstance(result, Refused):
+        await refuse(interaction, result.message)
+        return
+    await present_job(bot, interaction, result)
+
+
 def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
     catalog = bot.catalog
 
@@ -170,11 +185,7 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
                     await refuse(interaction, f"That reference image can't be used: {exc.reason}")
                     return
             request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
-            result = await bot.jobs.submit(origin_of(interaction), request, fitted)
-            if isinstance(result, Refused):
-                await refuse(interaction, result.message)
-                return
-            await present_job(bot, interaction, result)
+            await submit_and_present(bot, interaction, request, fitted)
 
     return app_commands.Command(
         name="video",

@@ -89,7 +89,6 @@ async def ask(
     """What JobService.submit does: plan, then check-and-reserve in one transaction."""
     asker = asker or Asker()
     at = policy.store.clock() if now is None else now
-    plan = await policy.plan(asker, at)
     new = NewJob(
         user_id=asker.user_id,
         guild_id=asker.guild_id,
@@ -100,15 +99,7 @@ async def ask(
         size="1280x720",
         cost_micros=cost,
     )
-    return await policy.store.reserve_job(
-        new,
-        cost,
-        plan.limits,
-        max_active_per_user=plan.max_active_per_user,
-        cooldown_seconds=plan.cooldown_seconds,
-        role_ids=plan.role_ids,
-        now=at,
-    )
+    return await policy.reserve(asker, new, at)
 
 
 async def granted(policy: QuotaPolicy, asker: Asker | None = None, **kw: Any) -> Job:
