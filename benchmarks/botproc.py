@@ -15,6 +15,8 @@ then talks to it over stdin/stdout, one JSON line per command:
     mark    (with BENCH_TRACEMALLOC=1 in the environment) take a tracemalloc snapshot
     diff    {"total": bytes, "top": [...]}: how much the traced allocations grew since `mark`,
             and the 25 source files that grew most, as lines of text
+    traced  (with BENCH_TRACEMALLOC=1) {"now": bytes, "peak": bytes} traced by tracemalloc, and
+            the peak mark reset: how much Python memory a stretch of work needed at its height
     trim    {"rss": bytes} after gc and glibc's malloc_trim(0): what remains once the allocator
             has handed its free pages back (a diagnostic; it changes the process's state)
     quit    close the bot as a shutdown does, then exit
@@ -160,6 +162,10 @@ async def serve() -> None:
                 grown = tracemalloc.take_snapshot().compare_to(marks[0], "filename")
                 total = sum(stat.size_diff for stat in grown)
                 reply({"total": total, "top": [str(stat) for stat in grown[:25]]})
+            elif command == "traced":
+                now, peak = tracemalloc.get_traced_memory()
+                tracemalloc.reset_peak()
+                reply({"now": now, "peak": peak})
             elif command == "trim":
                 gc.collect()
                 ctypes.CDLL("libc.so.6").malloc_trim(0)

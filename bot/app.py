@@ -19,6 +19,7 @@ from discord.ext import commands
 from bot.backend import Backend, open_backend
 from bot.catalog import Catalog
 from bot.delivery import Deliverer, DeliverySink
+from bot.memory import MemoryReleaser
 from bot.quota import QuotaPolicy
 from bot.settings import Settings
 from bot.store import Store
@@ -67,6 +68,7 @@ class VideoBot(commands.Bot):
         self.catalog = settings.catalog()
         self._stack = AsyncExitStack()
         self._sink_factory = sink_factory
+        self.memory = MemoryReleaser()
 
     async def login(self, token: str) -> None:
         # discord.py opens as many connections as there are requests at once; a burst of
@@ -113,10 +115,12 @@ class VideoBot(commands.Bot):
         )
 
         # Each tracker round (and each wake) starts queued jobs, then retries deliveries that
-        # failed earlier (a Discord outage, a download error), so none waits for a restart.
+        # failed earlier (a Discord outage, a download error), so none waits for a restart,
+        # and hands what the last round freed back to the system (see bot/memory.py).
         async def each_round() -> None:
             await self.jobs.start_queued()
             await self.deliverer.sweep()
+            await self.memory.release()
 
         self.tracker.before_round = each_round
         for ext in EXTENSIONS:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # Discord allows an interaction's token to be used for 15 minutes after the interaction.
 TOKEN_LIFETIME = 15 * 60
 REFERENCE_LIMIT_BYTES = 20 * 1024 * 1024
+# How long the defer waits for the request's intake row (see acknowledged()).
+INTAKE_WAIT = 1.0
 
 
 def model_choices(catalog: Catalog) -> list[app_commands.Choice[str]]:
@@ -92,10 +94,12 @@ async def present_job(
 
 @contextlib.asynccontextmanager
 async def acknowledged(bot: VideoBot, interaction: discord.Interaction) -> AsyncIterator[None]:
-    """Defer (Discord's 3 seconds) and, at the same moment, keep the request in the store's
-    intake until the block has made it a job: a stop in between is then answered on the next
-    start instead of leaving "thinking…" forever. The two run together so the database write
-    never delays the acknowledgement."""
+    """Keep the request in the store's intake, then defer (Discord's 3 seconds), and drop the
+    intake once the block has made the request a job or answered it. The row comes first so a
+    stop at any moment after the defer is answered on the next start instead of leaving
+    "thinking…" forever; the store writes a burst's intakes together, ahead of other work, so
+    this costs the acknowledgement a few milliseconds. Should the database be slower than
+    INTAKE_WAIT, the defer goes anyway: the 3 seconds matter more than that narrow window."""
     intake = Intake(
         interaction_id=interaction.id,
         application_id=interaction.application_id,
@@ -104,12 +108,17 @@ async def acknowledged(bot: VideoBot, interaction: discord.Interaction) -> Async
         user_id=interaction.user.id,
         received_at=time.time(),
     )
+    recording = asyncio.ensure_future(bot.store.record_intake(intake))
     try:
-        await asyncio.gather(
-            interaction.response.defer(thinking=True), bot.store.record_intake(intake)
-        )
+        await asyncio.wait({recording}, timeout=INTAKE_WAIT)
+        if not recording.done():
+            log.warning("intake of %s still not written after %.1f s", interaction.id, INTAKE_WAIT)
+        await interaction.response.defer(thinking=True)
+        await recording
         yield
     finally:
+        if not recording.done():
+            recording.cancel()
         await bot.store.drop_intake(interaction.id)
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from bot.store import JobBalance, Store
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Interaction, Upload
+from tests.fakediscord.rest import RequestRecord
 from tests.fakediscord.state import Message
 
 DEFERRED = 5  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
@@ -42,6 +43,14 @@ def decode(data: bytes) -> tuple[int, int, float]:
                 stream.codec_context.height,
                 container.duration / av.time_base,
             )
+
+
+def intake_rows(db: Path) -> int:
+    raw = sqlite3.connect(db)
+    try:
+        return int(raw.execute("SELECT count(*) FROM intake").fetchone()[0])
+    finally:
+        raw.close()
 
 
 def field_values(message: Message) -> dict[str, str]:
@@ -444,10 +453,6 @@ async def test_a_request_cut_off_before_it_was_recorded_is_answered_on_restart(w
     Image.new("RGB", (6000, 6000), (40, 90, 160)).save(big, "PNG", compress_level=1)
     db = w.data_dir / "bot.sqlite3"
 
-    def intake_rows() -> int:
-        with sqlite3.connect(db) as raw:
-            return int(raw.execute("SELECT count(*) FROM intake").fetchone()[0])
-
     async with w.bot():
         interaction = await w.fake.dispatch_slash(
             "video",
@@ -458,7 +463,7 @@ async def test_a_request_cut_off_before_it_was_recorded_is_answered_on_restart(w
             user=w.user,
             channel=w.channel,
         )
-        await w.wait_for(lambda: interaction.acknowledged and intake_rows() == 1)
+        await w.wait_for(lambda: interaction.acknowledged and intake_rows(db) == 1)
         # The bot stops while the reference is still being fitted: no job row was written.
     async with w.bot() as second:
         await w.wait_for(
@@ -469,8 +474,41 @@ async def test_a_request_cut_off_before_it_was_recorded_is_answered_on_restart(w
         )
         assert await second.store.count_jobs(w.user.id) == 0
         assert await second.store.ledger_entries() == []
-    assert intake_rows() == 0
+    assert intake_rows(db) == 0
     assert w.sim.requests == []
+
+
+async def test_every_request_is_in_the_intake_before_its_defer_reaches_discord(w: World) -> None:
+    """The intake row is committed before the defer is sent, so no moment exists in which
+    Discord shows "thinking…" for a request the database does not hold."""
+    db = w.data_dir / "bot.sqlite3"
+    at_defer: dict[str, bool] = {}
+
+    def look(record: RequestRecord) -> None:
+        if record.key != "POST /interactions/{interaction_id}/{interaction_token}/callback":
+            return
+        # A second connection sees only committed rows.
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as raw:
+            row = raw.execute(
+                "SELECT token FROM intake WHERE interaction_id = ?",
+                (int(record.params["interaction_id"]),),
+            ).fetchone()
+        at_defer[record.params["interaction_id"]] = row == (record.params["interaction_token"],)
+
+    w.fake.observe(look)
+    async with w.bot():
+        burst = await asyncio.gather(
+            *(
+                w.fake.dispatch_slash(
+                    "video", {"prompt": f"intake {n}"}, user=w.users[n % 5], channel=w.channel
+                )
+                for n in range(30)
+            )
+        )
+        await w.wait_for(lambda: all(i.acknowledged for i in burst), timeout=10)
+        await w.wait_for(lambda: all(i.original and i.original.embeds for i in burst), timeout=30)
+        await w.wait_for(lambda: intake_rows(db) == 0)
+    assert at_defer == {str(i.id): True for i in burst}
 
 
 async def test_when_the_channel_refuses_the_late_result_goes_by_dm(w: World) -> None:

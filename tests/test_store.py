@@ -1117,3 +1117,43 @@ async def test_intakes_that_became_jobs_are_not_reported_as_lost(store: Store) -
     assert [i.interaction_id for i in await store.unrecorded_intakes()] == [11]
     await store.drop_intake(11)
     assert await store.unrecorded_intakes() == []
+
+
+async def test_a_burst_of_intakes_is_committed_ahead_of_work_already_waiting(
+    store: Store, db_path: Path
+) -> None:
+    def intake(interaction_id: int) -> Intake:
+        return Intake(
+            interaction_id=interaction_id,
+            application_id=5,
+            token=f"tok-{interaction_id}",
+            token_expires_at=store.clock() + 900,
+            user_id=interaction_id % 7,
+            received_at=store.clock(),
+        )
+
+    inside, leave = asyncio.Event(), asyncio.Event()
+
+    async def occupy() -> None:
+        async with store.transaction():
+            inside.set()
+            await leave.wait()
+
+    holder = asyncio.create_task(occupy())
+    await inside.wait()
+    # Ordinary work queued before the burst: the intakes go first, so it sees all of them.
+    waiting = asyncio.create_task(store.unrecorded_intakes())
+    await asyncio.sleep(0)
+    # More than one statement's worth of rows (each statement commits its rows on its own).
+    burst = [asyncio.create_task(store.record_intake(intake(n))) for n in range(1, 401)]
+    await asyncio.sleep(0)
+    assert not any(t.done() for t in burst)  # nothing passes a transaction in progress
+    leave.set()
+    await asyncio.gather(holder, *burst)
+    assert sorted(i.interaction_id for i in await waiting) == list(range(1, 401))
+    raw = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = raw.execute("SELECT interaction_id, token FROM intake ORDER BY 1").fetchall()
+    finally:
+        raw.close()
+    assert rows == [(n, f"tok-{n}") for n in range(1, 401)]

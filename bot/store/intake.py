@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aiosqlite
 
 from bot.store.db import execute, fetch_all
 from bot.store.records import Intake
 
+# Rows per INSERT: 6 parameters each stays under 999, SQLite's oldest limit on parameters.
+ROWS_PER_STATEMENT = 150
+INSERT = (
+    "INSERT OR REPLACE INTO intake"
+    " (interaction_id, application_id, token, token_expires_at, user_id, received_at)"
+)
 
-async def record(conn: aiosqlite.Connection, intake: Intake) -> None:
-    await execute(
-        conn,
-        """
-        INSERT OR REPLACE INTO intake
-            (interaction_id, application_id, token, token_expires_at, user_id, received_at)
-        VALUES (?, ?, ?, ?, ?, ?)
-        """,
-        (
-            intake.interaction_id,
-            intake.application_id,
-            intake.token,
-            intake.token_expires_at,
-            intake.user_id,
-            intake.received_at,
-        ),
-    )
+
+async def record(conn: aiosqlite.Connection, intakes: Sequence[Intake]) -> None:
+    """Insert `intakes` with one statement per ROWS_PER_STATEMENT rows; outside a transaction
+    each statement commits on its own (a burst's intakes share one commit)."""
+    for start in range(0, len(intakes), ROWS_PER_STATEMENT):
+        chunk = intakes[start : start + ROWS_PER_STATEMENT]
+        values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in chunk)
+        params = [
+            value
+            for i in chunk
+            for value in (
+                i.interaction_id,
+                i.application_id,
+                i.token,
+                i.token_expires_at,
+                i.user_id,
+                i.received_at,
+            )
+        ]
+        # The statement's text is built from placeholders only; every value is a parameter.
+        sql = f"{INSERT} VALUES {values}"
+        await execute(conn, sql, params)
 
 
 async def drop(conn: aiosqlite.Connection, interaction_id: int) -> None:

@@ -13,6 +13,7 @@ request. Each step moves only what is still held, so repeating any of them charg
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -49,6 +50,9 @@ class Store:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self.clock = clock
+        # Intakes waiting for the next shared write, and the task writing them (see record_intake).
+        self._intakes_waiting: list[tuple[Intake, asyncio.Future[None]]] = []
+        self._intake_writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -374,11 +378,45 @@ class Store:
     # ------------------------------------------------------------------ intake
 
     async def record_intake(self, intake: Intake) -> None:
-        async with self.transaction() as conn:
-            await intake_sql.record(conn, intake)
+        """Keep an acknowledged request until it is a job; returns once the row is committed.
+        This runs before the request is acknowledged, so requests arriving together share one
+        write, taken ahead of every waiting transaction (an urgent turn, see turns.py): a burst
+        of 200 costs a few commits instead of 200 queued behind the burst's other work."""
+        written = asyncio.get_running_loop().create_future()
+        self._intakes_waiting.append((intake, written))
+        if self._intake_writer is None:
+            self._intake_writer = asyncio.create_task(self._write_intakes(), name="intake writer")
+        await written
+
+    async def _write_intakes(self) -> None:
+        batch: list[tuple[Intake, asyncio.Future[None]]] = []
+        try:
+            while self._intakes_waiting:
+                async with self._db.single_statements(urgent=True) as conn:
+                    # Taken once the turn is ours: everything that arrived while waiting for it.
+                    batch, self._intakes_waiting = self._intakes_waiting, []
+                    failure: Exception | None = None
+                    try:
+                        await intake_sql.record(conn, [intake for intake, _ in batch])
+                    except Exception as exc:  # each waiting request sees its write fail
+                        failure = exc
+                for _, written in batch:
+                    if written.done():  # its request was cancelled meanwhile
+                        continue
+                    if failure is None:
+                        written.set_result(None)
+                    else:
+                        written.set_exception(failure)
+                batch = []
+        finally:
+            self._intake_writer = None
+            for _, written in batch + self._intakes_waiting:
+                if not written.done():
+                    written.set_exception(RuntimeError("the store stopped before the write"))
+            self._intakes_waiting = []
 
     async def drop_intake(self, interaction_id: int) -> None:
-        async with self.transaction() as conn:
+        async with self._db.single_statements() as conn:
             await intake_sql.drop(conn, interaction_id)
 
     async def unrecorded_intakes(self) -> list[Intake]:

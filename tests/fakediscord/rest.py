@@ -167,6 +167,8 @@ class Rest:
         self.log: list[RequestRecord] = []
         self.rate_limits: list[RateLimitRule] = []
         self.failures: list[FailureRule] = []
+        # Called with each routed request before it is answered (see FakeDiscord.observe).
+        self.observers: list[Callable[[RequestRecord], None]] = []
         self.default_limit, self.default_window = default_rate_limit
         self._default_buckets: dict[str, RateLimitRule] = {}
         self._routes: list[tuple[str, re.Pattern[str], str, Handler, bool]] = []
@@ -391,6 +393,8 @@ class Rest:
                 raise NOT_FOUND
             template, params, handler, auth = found
             record.route, record.params = template, params
+            for observe in self.observers:
+                observe(record)
             if auth and request.headers.get("Authorization") != f"Bot {fake.token}":
                 raise ApiError(401, 0, "401: Unauthorized")
             key, line = record.key, record.line

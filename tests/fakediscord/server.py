@@ -1192,6 +1192,11 @@ class FakeDiscord:
             bucket=bucket,
         )
 
+    def observe(self, observer: Callable[[RequestRecord], None]) -> None:
+        """Call `observer` with each request once its route is known, before it is answered:
+        a test can look at the bot's state at the moment a request reaches Discord."""
+        self.rest.observers.append(observer)
+
     def fail_next(
         self,
         route: str,
