@@ -109,11 +109,14 @@ class DeferOnly(discord.Client):
 async def _stats(bot: discord.Client) -> dict[str, Any]:
     gc.collect()
     status = proc_status()
+    # Counted before the query below: aiosqlite's thread keeps the last result it produced (here
+    # every active job's row) until its next operation.
+    blocks = sys.getallocatedblocks()
     active = len(await bot.store.active_jobs()) if isinstance(bot, VideoBot) else 0
     return {
         "rss": status["VmRSS"],
         "hwm": status["VmHWM"],
-        "blocks": sys.getallocatedblocks(),
+        "blocks": blocks,
         "active": active,
         "tasks": len(asyncio.all_tasks()),
     }
