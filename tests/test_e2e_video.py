@@ -511,6 +511,30 @@ async def test_every_request_is_in_the_intake_before_its_defer_reaches_discord(w
     assert at_defer == {str(i.id): True for i in burst}
 
 
+async def test_a_database_held_by_another_process_does_not_make_the_defer_late(
+    w: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The defer waits at most INTAKE_WAIT (1 s) for the intake row; a database another process
+    keeps locked for longer must not cost the member Discord's 3 seconds."""
+    db = w.data_dir / "bot.sqlite3"
+    async with w.bot():
+        other = sqlite3.connect(db, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # the write lock, as a backup tool might hold it
+            interaction = await w.fake.dispatch_slash(
+                "video", {"prompt": "patience"}, user=w.user, channel=w.channel
+            )
+            await w.wait_for(lambda: interaction.acknowledged, timeout=3)
+            await asyncio.sleep(1.0)  # locked for ~2 s in all; the bot's busy timeout is 5 s
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        await w.wait_for(lambda: interaction.original and interaction.original.embeds)
+        await w.wait_for(lambda: intake_rows(db) == 0)  # a job now, no longer an intake
+    assert interaction.errors == []
+    assert any("intake of" in r.getMessage() for r in caplog.records)
+
+
 async def test_when_the_channel_refuses_the_late_result_goes_by_dm(w: World) -> None:
     view_only = (1 << 10) | (1 << 16)  # VIEW_CHANNEL and READ_MESSAGE_HISTORY, no SEND_MESSAGES
     quiet = w.fake.add_text_channel(w.guild, "read-only", bot_permissions=view_only)

@@ -1095,19 +1095,20 @@ def test_the_books_balance_after_any_sequence_of_operations(
     asyncio.run(run_scenario(ops))
 
 
-async def test_intakes_that_became_jobs_are_not_reported_as_lost(store: Store) -> None:
-    def intake(interaction_id: int) -> Intake:
-        return Intake(
-            interaction_id=interaction_id,
-            application_id=5,
-            token=f"tok-{interaction_id}",
-            token_expires_at=store.clock() + 900,
-            user_id=1,
-            received_at=store.clock(),
-        )
+def intake(store: Store, interaction_id: int) -> Intake:
+    return Intake(
+        interaction_id=interaction_id,
+        application_id=5,
+        token=f"tok-{interaction_id}",
+        token_expires_at=store.clock() + 900,
+        user_id=interaction_id % 7,
+        received_at=store.clock(),
+    )
 
+
+async def test_intakes_that_became_jobs_are_not_reported_as_lost(store: Store) -> None:
     for iid in (11, 12, 13):
-        await store.record_intake(intake(iid))
+        await store.record_intake(intake(store, iid))
     await reserved(store, interaction_id=12)
     await store.drop_intake(13)
     lost = await store.unrecorded_intakes()
@@ -1122,16 +1123,6 @@ async def test_intakes_that_became_jobs_are_not_reported_as_lost(store: Store) -
 async def test_a_burst_of_intakes_is_committed_ahead_of_work_already_waiting(
     store: Store, db_path: Path
 ) -> None:
-    def intake(interaction_id: int) -> Intake:
-        return Intake(
-            interaction_id=interaction_id,
-            application_id=5,
-            token=f"tok-{interaction_id}",
-            token_expires_at=store.clock() + 900,
-            user_id=interaction_id % 7,
-            received_at=store.clock(),
-        )
-
     inside, leave = asyncio.Event(), asyncio.Event()
 
     async def occupy() -> None:
@@ -1145,7 +1136,7 @@ async def test_a_burst_of_intakes_is_committed_ahead_of_work_already_waiting(
     waiting = asyncio.create_task(store.unrecorded_intakes())
     await asyncio.sleep(0)
     # More than one statement's worth of rows (each statement commits its rows on its own).
-    burst = [asyncio.create_task(store.record_intake(intake(n))) for n in range(1, 401)]
+    burst = [asyncio.create_task(store.record_intake(intake(store, n))) for n in range(1, 401)]
     await asyncio.sleep(0)
     assert not any(t.done() for t in burst)  # nothing passes a transaction in progress
     leave.set()
