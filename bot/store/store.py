@@ -391,23 +391,25 @@ class Store:
     async def _write_intakes(self) -> None:
         batch: list[tuple[Intake, asyncio.Future[None]]] = []
         try:
-            while self._intakes_waiting:
-                async with self._db.single_statements(urgent=True) as conn:
-                    # Taken once the turn is ours: everything that arrived while waiting for it.
+            # The turn is kept while intakes keep arriving: handing it back between batches would
+            # let a waiting transaction in, and the next batch would wait for all of it.
+            async with self._db.single_statements(urgent=True) as conn:
+                while self._intakes_waiting:
+                    # Everything that arrived while waiting for the turn or the last write.
                     batch, self._intakes_waiting = self._intakes_waiting, []
                     failure: Exception | None = None
                     try:
                         await intake_sql.record(conn, [intake for intake, _ in batch])
                     except Exception as exc:  # each waiting request sees its write fail
                         failure = exc
-                for _, written in batch:
-                    if written.done():  # its request was cancelled meanwhile
-                        continue
-                    if failure is None:
-                        written.set_result(None)
-                    else:
-                        written.set_exception(failure)
-                batch = []
+                    for _, written in batch:
+                        if written.done():  # its request was cancelled meanwhile
+                            continue
+                        if failure is None:
+                            written.set_result(None)
+                        else:
+                            written.set_exception(failure)
+                    batch = []
         finally:
             self._intake_writer = None
             for _, written in batch + self._intakes_waiting:
