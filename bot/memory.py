@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import logging
 import sys
 import time
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 10.0
 

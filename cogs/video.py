@@ -98,7 +98,8 @@ async def acknowledged(bot: VideoBot, interaction: discord.Interaction) -> Async
     intake once the block has made the request a job or answered it. The row comes first so a
     stop at any moment after the defer is answered on the next start instead of leaving
     "thinking…" forever; the store writes a burst's intakes together, ahead of other work, so
-    this costs the acknowledgement a few milliseconds. Should the database be slower than
+    this costs the acknowledgement about one trip to the database thread (~20 ms in a burst of
+    200, see docs/benchmarks.md). Should the database be slower than
     INTAKE_WAIT, the defer goes anyway: the 3 seconds matter more than that narrow window."""
     intake = Intake(
         interaction_id=interaction.id,
