@@ -28,6 +28,7 @@ FAILURE_WORDS = {
     "moderation_blocked": "Blocked by the video service's content policy.",
     "content_policy_violation": "Blocked by the video service's content policy.",
     "deadline": "The video service took too long; the job was given up.",
+    "unreachable": "The video service could not be reached in time. Nothing was charged.",
     "expired": "The video was finished but expired before it could be fetched.",
     "reference_lost": "The reference image was lost before the job was sent.",
     "rate_limit_exceeded": "The video service is busy; try again in a few minutes.",

@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Literal
 
 from bot.api.client import VideosClient
-from bot.api.errors import BadRequestError, CreateOutcomeUnknown, VideoAPIError
+from bot.api.errors import (
+    APIConnectionError,
+    BadRequestError,
+    CreateOutcomeUnknown,
+    VideoAPIError,
+)
 from bot.api.models import CreateVideo, ReferenceImage, Video
 from bot.catalog import Catalog, format_dollars
 from bot.prompt import clean_prompt, prompt_problem
@@ -298,6 +303,14 @@ class JobService:
                 # refunds once the grace period has passed without finding it.
                 log.warning("job %s: create outcome unknown (%s)", job.id, exc.message)
                 return
+            except APIConnectionError as exc:
+                # The client lets through only connections that carried nothing (refused, name
+                # not resolved): no job was started, so the request waits for the service like
+                # the jobs already there, and the tracker sends it once it answers.
+                log.warning("job %s: video service unreachable (%s); waiting", job.id, exc.message)
+                await self.store.release_create_attempt(job.id)
+                await self.tracker.set_service_ok(False)
+                return
             except BadRequestError as exc:
                 await self.store.mark_failed(job.id, exc.code or "bad_request", exc.message)
                 return
@@ -307,6 +320,7 @@ class JobService:
                 await self.store.mark_failed(job.id, exc.code or type(exc).__name__, exc.message)
                 return
             await self.store.attach_video(job.id, video.id, video.status, video.progress)
+            await self.tracker.set_service_ok(True)
         finally:
             self.tracker.in_flight.discard(job.id)
             self.tracker.wake()

@@ -43,6 +43,7 @@ class RoundStats:
     requests: int = 0
     changed: int = 0
     finished: int = 0
+    resent: int = 0
 
 
 class Tracker:
@@ -136,13 +137,21 @@ class Tracker:
             log.warning("video service unavailable this round: %s", exc)
             await self._set_service_ok(False, jobs)
             return stats
-        await self._set_service_ok(True, jobs)
+        if stats.requests:
+            # Only an answer says the service is back; a round with nothing to ask says nothing
+            # (a send that reached it says so too: see set_service_ok).
+            await self._set_service_ok(True, jobs)
         for job in running:
             assert job.api_video_id is not None
             await self._apply(job, videos.get(job.api_video_id), stats)
         for job in creating:
             await self._reconcile(job, stats)
         return stats
+
+    async def set_service_ok(self, ok: bool) -> None:
+        """Whether a send just reached the video service."""
+        if ok != self.service_ok:
+            await self._set_service_ok(ok, await self.store.active_jobs())
 
     async def _set_service_ok(self, ok: bool, jobs: Sequence[Job]) -> None:
         # Members see "waiting for the video service" while it is unreachable, and the usual
@@ -235,11 +244,23 @@ class Tracker:
     async def _reconcile(self, job: Job, stats: RoundStats) -> None:
         """A job left in 'creating': never sent before a stop, or its outcome is unknown."""
         if job.create_attempted_at is None:
-            # Nothing was ever sent for it (the process stopped first), so sending it is safe;
-            # the send itself claims the job, so a send already under way is not repeated.
+            # Nothing was ever sent for it (the process stopped first, or the service could not
+            # be reached), so sending it is safe; the send itself claims the job, so a send
+            # already under way is not repeated.
+            if job.deadline_at is not None and self.clock() > job.deadline_at:
+                done = await self.store.mark_failed(
+                    job.id, "unreachable", "The video service could not be reached in time."
+                )
+                await self._finished(done, stats)
+                return
+            # While the service is unreachable one job per round tries it, not every waiting
+            # one (each try costs the client's retries); once it answers, the rest follow.
+            if not self.service_ok and stats.resent:
+                return
             if self.resubmit is not None and job.id not in self.in_flight:
                 fresh = await self.store.get_job(job.id)
                 if fresh is not None and fresh.state == "creating":
+                    stats.resent += 1
                     await self.resubmit(fresh)
             return
         known = await self.store.known_video_ids()

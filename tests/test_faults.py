@@ -169,16 +169,26 @@ async def test_while_the_video_service_is_down_jobs_wait_and_resume(w: World) ->
                 )
 
             await w.wait_for(lambda: waiting(first.original), timeout=30)
+            # A request made during the outage is not failed: it waits too, sent once the
+            # service answers again.
+            during = await w.fake.dispatch_slash(
+                "video", {"prompt": "during the outage"}, user=w.user, channel=w.channel
+            )
+            await w.wait_for(lambda: waiting(during.original), timeout=30)
             await asyncio.sleep(OUTAGE)
+            assert waiting(first.original) and waiting(during.original)
         finally:
             await w.sim.start(port=port)
-        await w.wait_for(
-            lambda: (
-                first.original is not None
-                and any(a.filename.endswith(".mp4") for a in first.original.attachments)
-            ),
-            timeout=60,
-        )
+
+        def delivered(interaction: Interaction) -> bool:
+            original = interaction.original
+            return original is not None and any(
+                a.filename.endswith(".mp4") for a in original.attachments
+            )
+
+        await w.wait_for(lambda: delivered(first) and delivered(during), timeout=90)
         jobs = await bot.store.recent_jobs(w.user.id, 10)
+        assert sorted(j.state for j in jobs) == ["succeeded", "succeeded"]
         await assert_ledger_balanced(bot.store, jobs)
-    assert sum(1 for r in w.sim.requests if r.method == "POST") == 1
+    creates = [r for r in w.sim.requests if r.method == "POST"]
+    assert len(creates) == 2, "each request created exactly once"

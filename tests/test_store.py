@@ -276,6 +276,21 @@ async def test_cancelling_at_any_point_leaves_the_connection_usable(store: Store
 # ---------------------------------------------------------------------- state machine
 
 
+async def test_a_send_that_reached_no_server_can_be_released_and_claimed_again(
+    store: Store,
+) -> None:
+    job = await reserved(store)
+    assert not await store.release_create_attempt(job.id)  # never attempted: nothing to undo
+    assert await store.mark_create_attempted(job.id, T0)
+    assert await store.release_create_attempt(job.id)
+    assert (await must_get(store, job.id)).create_attempted_at is None
+    assert await store.mark_create_attempted(job.id, T0 + 5)  # the next send may claim it
+    await store.attach_video(job.id, "v1", "queued", 0)
+    # Once the service has the job, the attempt is never undone (it would be sent twice).
+    assert not await store.release_create_attempt(job.id)
+    assert (await must_get(store, job.id)).create_attempted_at == T0 + 5
+
+
 async def test_the_whole_happy_path(store: Store, clock: Clock) -> None:
     job = await reserved(store, interaction_token="tok", token_expires_at=T0 + 900)
     assert (job.state, job.delivery_state, job.created_at) == ("creating", "pending", T0)

@@ -266,6 +266,56 @@ async def test_never_sent_create_is_handed_back_to_be_sent(
     assert resent == [job.id]
 
 
+async def test_while_the_service_is_unreachable_one_waiting_job_a_round_tries_it(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    jobs = [await _creating_job(store, None) for _ in range(3)]
+    resent: list[int] = []
+
+    async def resubmit(j: Job) -> None:
+        resent.append(j.id)
+
+    tracker = Tracker(store, client_for(http, api.url), Recorder(), resubmit=resubmit)
+    tracker.service_ok = False  # as a send that found the service unreachable leaves it
+    await tracker.poll_once()
+    assert resent == [jobs[0].id]
+    await tracker.set_service_ok(True)  # a send reached it
+    resent.clear()
+    await tracker.poll_once()
+    assert resent == [j.id for j in jobs]
+
+
+async def test_a_job_never_sent_by_its_deadline_is_failed_and_refunded(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    job = await store.insert_job(
+        NewJob(
+            user_id=1,
+            channel_id=10,
+            prompt="a fox",
+            model="sora-2",
+            seconds="4",
+            size="1280x720",
+            cost_micros=400_000,
+            deadline_at=time.time() - 1,
+        )
+    )
+    resent: list[int] = []
+
+    async def resubmit(j: Job) -> None:
+        resent.append(j.id)
+
+    recorder = Recorder()
+    tracker = Tracker(store, client_for(http, api.url), recorder, resubmit=resubmit)
+    await tracker.poll_once()
+    fresh = await store.get_job(job.id)
+    assert fresh is not None and fresh.state == "failed"
+    assert fresh.error_code == "unreachable"
+    assert [j.id for j in recorder.finished] == [job.id]
+    assert resent == []
+    assert (await store.ledger_balances()).get("held", 0) == 0
+
+
 async def test_in_flight_jobs_are_left_alone(
     store: Store, api: ScriptedAPI, http: httpx.AsyncClient
 ) -> None:

@@ -153,6 +153,21 @@ async def mark_create_attempted(
     return changed == 1
 
 
+async def release_create_attempt(conn: aiosqlite.Connection, job_id: int, now: float) -> bool:
+    """Undo `mark_create_attempted` for a send that certainly reached no server (the connection
+    was refused): the job is again one that was never sent, so it may be sent later."""
+    changed = await execute(
+        conn,
+        """
+        UPDATE jobs SET create_attempted_at = NULL, updated_at = ?
+        WHERE id = ? AND state = 'creating' AND api_video_id IS NULL
+              AND create_attempted_at IS NOT NULL
+        """,
+        (now, job_id),
+    )
+    return changed == 1
+
+
 async def attach_video(
     conn: aiosqlite.Connection,
     job_id: int,

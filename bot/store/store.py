@@ -154,6 +154,11 @@ class Store:
         async with self.transaction() as conn:
             return await jobs.mark_create_attempted(conn, job_id, at, self.clock())
 
+    async def release_create_attempt(self, job_id: int) -> bool:
+        """A send that reached no server: the job may be sent again (see jobs.py)."""
+        async with self.transaction() as conn:
+            return await jobs.release_create_attempt(conn, job_id, self.clock())
+
     async def attach_video(
         self, job_id: int, api_video_id: str, api_status: str, progress: int | None
     ) -> Job | None:
