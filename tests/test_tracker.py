@@ -207,7 +207,7 @@ async def test_vanished_video_fails_the_job(
     assert [j.id for j in listener.finished] == [job.id]
 
 
-async def _creating_job(store: Store, attempted_at: float | None) -> Job:
+async def _creating_job(store: Store, attempted_at: float | None, **new: Any) -> Job:
     job = await store.insert_job(
         NewJob(
             user_id=1,
@@ -217,6 +217,7 @@ async def _creating_job(store: Store, attempted_at: float | None) -> Job:
             seconds="4",
             size="1280x720",
             cost_micros=400_000,
+            **new,
         )
     )
     if attempted_at is not None:
@@ -288,18 +289,7 @@ async def test_while_the_service_is_unreachable_one_waiting_job_a_round_tries_it
 async def test_a_job_never_sent_by_its_deadline_is_failed_and_refunded(
     store: Store, api: ScriptedAPI, http: httpx.AsyncClient
 ) -> None:
-    job = await store.insert_job(
-        NewJob(
-            user_id=1,
-            channel_id=10,
-            prompt="a fox",
-            model="sora-2",
-            seconds="4",
-            size="1280x720",
-            cost_micros=400_000,
-            deadline_at=time.time() - 1,
-        )
-    )
+    job = await _creating_job(store, None, deadline_at=time.time() - 1)
     resent: list[int] = []
 
     async def resubmit(j: Job) -> None:
