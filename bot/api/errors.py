@@ -81,6 +81,12 @@ class UnsupportedOperation(VideoAPIError):
     """The configured backend profile does not offer this operation; nothing was sent."""
 
 
+class InvalidResponseError(VideoAPIError):
+    """The server answered, but with something the client cannot use: a redirect, a body that is
+    not JSON or is too large, a value that does not validate or is out of range, an unsafe id.
+    It concerns the request that got it (one job), never the service as a whole."""
+
+
 class CreateOutcomeUnknown(VideoAPIError):
     """A create failed ambiguously and no matching job was found (yet).
 
@@ -92,6 +98,12 @@ class CreateOutcomeUnknown(VideoAPIError):
         super().__init__(message, status=cause.status, code=cause.code)
         self.attempted_at = attempted_at
         self.cause = cause
+
+
+def is_outage(err: BaseException) -> bool:
+    """Whether `err` says the service as a whole may be down (no connection, no answer in time,
+    a 5xx), as opposed to something about one request or one job."""
+    return isinstance(err, APIConnectionError | APITimeoutError | ServerError)
 
 
 _BY_STATUS: dict[int, type[VideoAPIError]] = {

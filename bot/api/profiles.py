@@ -30,6 +30,12 @@ class Capabilities(BaseModel):
     extensions: bool = True
     # Whether progress is reported; where not, the display carries elapsed time alone.
     progress: bool = True
+    # Whether the job object echoes the request's `prompt` (adoption after a lost answer compares
+    # it only where it does).
+    echoes_prompt: bool = True
+    # Whether the job object reports the model that was asked for; where it may report another
+    # name (a served model, a deployment's base model) adoption does not compare models.
+    reports_requested_model: bool = True
     # Headers sent with list requests only (a gateway may need to know which provider to ask).
     list_headers: dict[str, str] = {}
 
