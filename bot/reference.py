@@ -16,6 +16,7 @@ from typing import Literal
 from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from bot.api.models import ReferenceImage, parse_size
+from bot.imagemeta import has_metadata
 
 FitMode = Literal["crop", "pad"]
 RejectCode = Literal["not_image", "too_large", "too_many_pixels", "unreadable", "empty"]
@@ -190,6 +191,9 @@ def _output_format(source_format: str) -> str:
 
 
 def _encode(im: Image.Image, fmt: str, *, webp_lossless: bool, icc: bytes | None) -> bytes:
+    # Pillow carries `info` (a JPEG comment, XMP, text chunks) through resizes and may write it
+    # back when saving: the output gets pixels and the colour profile only.
+    im.info.clear()
     out = io.BytesIO()
     extra: dict[str, object] = {}
     if icc:
@@ -221,7 +225,8 @@ def fit_reference(
 
     `crop` scales the image to cover the size and cuts the overflow evenly from both sides; `pad`
     scales it to fit inside and fills the rest with a blurred copy of itself, or `pad_color`.
-    An image already of the right size and type is passed through byte for byte.
+    An image already of the right size and type, with no metadata at all, is passed through byte
+    for byte.
 
     Raises `ReferenceRejected` for anything a user sent that cannot be used, `ValueError` for a bad
     `size` or `mode` (those come from the bot, not the user).
@@ -275,9 +280,10 @@ def _fit_opened(
         and orientation == 1
         and im.mode in _PASSTHROUGH_MODES
         and not getattr(im, "is_animated", False)
-        # A photo's EXIF can hold where it was taken: such a file is re-encoded without it.
-        and not im.info.get("exif")
-        and not im.getexif()
+        # A photo's EXIF, XMP or IPTC can hold where it was taken, a comment or text chunk
+        # anything at all, and bytes after the image's end are invisible: any of them, and the
+        # file is re-encoded, which writes pixels (and the colour profile) only.
+        and not has_metadata(data, source_format)
     ):
         # Decoding fully is the only way to know a truncated file would not fail at the API.
         im.load()

@@ -22,6 +22,8 @@ from av.container import InputContainer, OutputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
+from bot.files import create_private
+
 log = logging.getLogger(__name__)
 
 # The byte budget the encoders aim at, as a share of the limit: room for the container's index
@@ -146,6 +148,8 @@ def _after_overshoot(
 
 
 def _encode(src: Path, dst: Path, plan: _Plan) -> None:
+    # The encoder creates files with the umask's mode; an existing private file keeps its own.
+    create_private(dst)
     with (
         av.open(str(src)) as inp,
         # faststart moves the index to the front, so Discord's player starts before the download
@@ -232,6 +236,7 @@ def reencode_to_fit(src: Path, dst: Path, limit_bytes: int) -> Path | None:
     """
     if src.stat().st_size <= limit_bytes:
         if src.resolve() != dst.resolve():
+            create_private(dst)
             shutil.copyfile(src, dst)
         return dst
     try:

@@ -215,3 +215,24 @@ async def test_nasty_input_through_discord_then_the_bot_still_serves(w: World) -
     for interaction in refused:
         notes = [m for m in [interaction.original, *interaction.followups] if m and m.ephemeral]
         assert notes, interaction
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\u202eevil reversed text", "evil reversed text"),
+        ("invoice\u202excod.mp4", "invoicexcod.mp4"),
+        ("\u2066isolated\u2069 and \u200fmarked", "isolated and marked"),
+        ("zero\u200bwidth\ufeff space\u2060s", "zerowidth spaces"),
+        ("ascii\u200djoiner", "asciijoiner"),
+    ],
+)
+def test_prompts_lose_direction_overrides_and_invisible_characters(raw: str, shown: str) -> None:
+    assert clean_prompt(raw) == shown
+
+
+def test_joiners_that_write_a_script_or_an_emoji_stay() -> None:
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "I want", with a ZWNJ
+    assert clean_prompt(f"a {family} at the beach") == f"a {family} at the beach"
+    assert clean_prompt(persian) == persian

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from bot.api.models import ReferenceImage, parse_size
+from bot.imagemeta import has_metadata
 from bot.reference import (
     ReferenceRejected,
     check_declared_size,
@@ -309,6 +310,118 @@ def test_exact_size_with_exif_is_reencoded_without_it(fmt: str) -> None:
     with Image.open(io.BytesIO(ref.data)) as out:
         assert out.size == (64, 36)
         assert not out.getexif()
+
+
+# Each kind of metadata issue 14 names, in the formats that carry it. Every marker is a string
+# that must not survive the fitting.
+_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+    b'exif:GPSLatitude="48,51.5N" xmlns:exif="http://ns.adobe.com/exif/1.0/"/></rdf:RDF>'
+    b"</x:xmpmeta>"
+)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_with(extra: bytes) -> bytes:
+    """A clean exact-size PNG with `extra` chunks inserted before its first IDAT."""
+    data = encode(photo((64, 36)), "PNG")
+    at = data.index(b"IDAT") - 4
+    return data[:at] + extra + data[at:]
+
+
+def _jpeg_with_segment(marker: int, payload: bytes) -> bytes:
+    data = encode(photo((64, 36)), "JPEG")
+    segment = bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+    return data[:2] + segment + data[2:]
+
+
+def _webp_with_chunk(kind: bytes, body: bytes) -> bytes:
+    """A clean lossy WebP rebuilt as an extended file (VP8X) carrying `kind`."""
+    data = encode(photo((64, 36)), "WEBP")
+    assert data[12:16] == b"VP8 "
+    flags = {b"EXIF": 0x08, b"XMP ": 0x04}[kind]
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([flags, 0, 0, 0])
+    vp8x += (64 - 1).to_bytes(3, "little") + (36 - 1).to_bytes(3, "little")
+    pad = b"\x00" if len(body) & 1 else b""
+    chunk = kind + struct.pack("<I", len(body)) + body + pad
+    payload = b"WEBP" + vp8x + data[12:] + chunk
+    return b"RIFF" + struct.pack("<I", len(payload)) + payload
+
+
+def _exif_bytes(make: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = make  # Make
+    return exif.tobytes()
+
+
+_META_CASES = {
+    "png-text": (_png_with(_png_chunk(b"tEXt", b"Comment\x00SECRET-MARK")), b"SECRET-MARK"),
+    "png-itxt-xmp": (
+        _png_with(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + _XMP)),
+        b"GPSLatitude",
+    ),
+    "png-ztxt": (
+        _png_with(_png_chunk(b"zTXt", b"Author\x00\x00" + zlib.compress(b"SECRET-MARK"))),
+        b"Author",
+    ),
+    "png-time": (_png_with(_png_chunk(b"tIME", b"\x07\xea\x0b\x1e\x03\x09\x29")), b"tIME"),
+    "png-trailing": (encode(photo((64, 36)), "PNG") + b"SECRET-MARK", b"SECRET-MARK"),
+    "jpeg-comment": (_jpeg_with_segment(0xFE, b"SECRET-MARK"), b"SECRET-MARK"),
+    "jpeg-xmp": (
+        _jpeg_with_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + _XMP),
+        b"GPSLatitude",
+    ),
+    "jpeg-iptc": (
+        _jpeg_with_segment(0xED, b"Photoshop 3.0\x008BIM\x04\x04\x00\x00SECRET-MARK"),
+        b"SECRET-MARK",
+    ),
+    "jpeg-trailing": (encode(photo((64, 36)), "JPEG") + b"SECRET-MARK", b"SECRET-MARK"),
+    "webp-xmp": (_webp_with_chunk(b"XMP ", _XMP), b"GPSLatitude"),
+    "webp-exif": (_webp_with_chunk(b"EXIF", _exif_bytes("SECRET-MARK")), b"SECRET-MARK"),
+    "webp-trailing": (encode(photo((64, 36)), "WEBP") + b"SECRET-MARK", b"SECRET-MARK"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_META_CASES))
+def test_exact_size_with_any_metadata_is_reencoded_without_it(case: str) -> None:
+    data, mark = _META_CASES[case]
+    assert mark in data
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (64, 36)  # still a valid image of the exact size
+        fmt = im.format
+    assert fmt is not None
+    assert has_metadata(data, fmt)
+    ref = fit_reference(data, "64x36")
+    assert ref.data != data
+    assert mark not in ref.data
+    out = decode(ref)
+    assert out.size == (64, 36)
+    assert not has_metadata(ref.data, out.format or "")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_every_fitted_output_is_free_of_metadata(fmt: str, mode: str) -> None:
+    # A resized file from a source full of metadata: nothing of it is written back.
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    im = photo((120, 90))
+    im.info["comment"] = b"SECRET-MARK"
+    data = encode(im, fmt, exif=exif.tobytes(), comment=b"SECRET-MARK")
+    ref = fit_reference(data, "64x36", mode=mode)  # type: ignore[arg-type]
+    assert b"SECRET-MARK" not in ref.data and b"PhoneMaker" not in ref.data
+    assert not has_metadata(ref.data, decode(ref).format or "")
+
+
+def test_clean_files_are_recognised_as_clean() -> None:
+    for fmt in ("JPEG", "PNG", "WEBP"):
+        assert not has_metadata(encode(photo((64, 36)), fmt), fmt)
+    assert not has_metadata(encode(photo((64, 36)), "JPEG", progressive=True), "JPEG")
+    assert has_metadata(b"\x89PNG\r\n\x1a\n", "PNG")  # no IEND: not followed to its end
+    assert has_metadata(b"GIF89a", "GIF")  # a format the scanner does not follow
 
 
 def test_exact_size_gif_is_converted() -> None:

@@ -6,8 +6,11 @@ import array
 import asyncio
 import itertools
 import math
+import os
 import random
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -254,3 +257,22 @@ def test_large_overshoot_also_lowers_the_resolution() -> None:
     )
     assert budget < 1_000_000 * 0.35
     assert scale < plan.width / HD.width
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The common default umask, under which a plain file would be readable by everyone."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("open_umask")
+@pytest.mark.parametrize("limit", [200_000, 10 * MB], ids=["re-encoded", "copied"])
+def test_every_output_is_owner_only(big_video: Path, tmp_path: Path, limit: int) -> None:
+    dst = tmp_path / "out" / "fit.mp4"
+    dst.parent.mkdir()
+    assert reencode_to_fit(big_video, dst, limit) == dst
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o600
