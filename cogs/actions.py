@@ -24,6 +24,7 @@ from bot.api.profiles import Capabilities
 from bot.catalog import format_dollars
 from bot.store import Job
 from bot.submit import EXTEND_SECONDS, FollowUpKind, Refused
+from cogs.access import admitted
 from cogs.errors import new_reference, tell
 from cogs.render import deleted_embed, notice_embed
 from cogs.video import TOKEN_LIFETIME, acknowledged, origin_of, present_job, refuse
@@ -153,6 +154,10 @@ class JobActionButton(
         /,
     ) -> JobActionButton:
         return cls(int(match["id"]), cast("Action", match["action"]))
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        # A button outlives a change of ALLOWED_GUILD_IDS: it spends only where the bot may.
+        return await admitted(interaction)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         # discord.py only logs what a dynamic item raises; the member must still get an answer.

@@ -546,7 +546,10 @@ def budget_value(text: str) -> int | None:
 
 def build_owner_group(bot: VideoBot) -> app_commands.Group:
     owner = app_commands.Group(
-        name="video-owner", description="For the bot's owners: the bot-wide spending cap"
+        name="video-owner",
+        description="For the bot's owners: the bot-wide spending cap",
+        # Owners reach it from any server or a DM, whatever ALLOW_DMS says for members.
+        allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True),
     )
 
     @owner.command(name="cap", description="The bot-wide daily spending cap: show or change it")
