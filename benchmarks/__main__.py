@@ -1,7 +1,7 @@
 """Run the benchmarks and print one table: `python3 dev.py bench [--quick] [NAME ...]`.
 
-    NAME          one or more of: client, polling, ack, delivery, memory (the default: all of
-                  these), discord (100 two-minute jobs in real time, about 2.5 minutes)
+    NAME          one or more of: client, polling, ack, delivery, memory, odd (the default: all
+                  of these), discord (100 two-minute jobs in real time, about 2.5 minutes)
     --quick       smaller runs (about a minute and a half in all instead of about four)
     --markdown F  also write the table, the machine and the date into F between the markers
                   `<!-- results:begin -->` and `<!-- results:end -->` (appended, markers and
@@ -25,7 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import bench_ack, bench_client, bench_delivery, bench_memory, bench_polling
+from benchmarks import (
+    bench_ack,
+    bench_client,
+    bench_delivery,
+    bench_memory,
+    bench_odd_jobs,
+    bench_polling,
+)
 from benchmarks.common import Row
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
@@ -34,10 +41,11 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "ack": bench_ack.run,
     "delivery": bench_delivery.run,
     "memory": bench_memory.run,
+    "odd": bench_odd_jobs.run,
     "discord": bench_delivery.run_long,
 }
 # Run when no NAME is given (`discord` takes minutes of real time: only by name).
-DEFAULT = ("client", "polling", "ack", "delivery", "memory")
+DEFAULT = ("client", "polling", "ack", "delivery", "memory", "odd")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 

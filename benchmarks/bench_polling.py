@@ -146,8 +146,8 @@ class StampingClient(VideosClient):
         self.seen[video.id] = self.clock.now()
         return video
 
-    async def retrieve(self, video_id: str) -> Video:
-        video = await super().retrieve(video_id)
+    async def retrieve(self, video_id: str, *, retries: int | None = None) -> Video:
+        video = await super().retrieve(video_id, retries=retries)
         self.seen[video.id] = self.clock.now()
         return video
 

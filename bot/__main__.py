@@ -1,4 +1,4 @@
-"""Command line: `python -m bot run | sim | generate` (also installed as `video-bot`)."""
+"""Command line: `python -m bot run | sim | generate | doctor` (also installed as `video-bot`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import contextlib
 import logging
 import sys
 
+from bot.logs import configure_logging
+from bot.redact import register_secret
 from bot.settings import SettingsError, load_settings
 
 
@@ -22,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim_arguments(sim)
     gen = sub.add_parser("generate", help="make one video from the terminal, without Discord")
     add_generate_arguments(gen)
+    sub.add_parser(
+        "doctor",
+        help="check the video server settings: reachable, auth, profile, models (exit 0 = ready)",
+    )
     return parser
 
 
@@ -42,13 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # httpx logs every request at INFO; the tracker's polls would drown the bot's own log.
-    logging.getLogger("httpx").setLevel(
-        max(logging.WARNING, logging.getLevelName(settings.log_level))
-    )
+    # Secrets first, then the handler: from the first record on, none of them is written.
+    for secret in settings.secrets():
+        register_secret(secret)
+    configure_logging(settings.log_level)
+    if command == "doctor":
+        from bot.doctor import run_doctor
+
+        return asyncio.run(run_doctor(settings))
     if command == "generate":
         from bot.cli import run_generate
 

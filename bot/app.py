@@ -25,6 +25,7 @@ from bot.settings import Settings
 from bot.store import Store
 from bot.submit import JobService
 from bot.tracker import Tracker
+from cogs.access import GatedTree, command_contexts, command_installs
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class VideoBot(commands.Bot):
             # The bot never reads old messages from the cache; with many jobs it was most of the
             # memory each one costs.
             max_messages=None,
+            tree_cls=GatedTree,
+            allowed_contexts=command_contexts(settings.allow_dms),
+            allowed_installs=command_installs(),
         )
         self.settings = settings
         self.catalog = settings.catalog()
@@ -85,16 +89,18 @@ class VideoBot(commands.Bot):
         settings = self.settings
         self.store = await Store.open(self.data_dir / "bot.sqlite3")
         self._stack.push_async_callback(self.store.close)
+        # Logs one line saying which backend (the simulator, or the server and its profile).
         self.backend = await open_backend(settings, self._stack)
-        if self.backend.simulated:
-            log.info(
-                "OPENAI_API_KEY is not set: using the built-in video simulator at %s",
-                self.backend.base_url,
-            )
         from cogs.sink import DiscordSink  # noqa: PLC0415 - cogs import this module
 
         sink: DeliverySink = (self._sink_factory or DiscordSink)(self)
-        self.deliverer = Deliverer(self.store, self.backend.client, sink, self.data_dir)
+        self.deliverer = Deliverer(
+            self.store,
+            self.backend.client,
+            sink,
+            self.data_dir,
+            max_attempts=settings.delivery_max_attempts,
+        )
         self.tracker = Tracker(
             self.store,
             self.backend.client,
@@ -126,6 +132,7 @@ class VideoBot(commands.Bot):
         for ext in EXTENSIONS:
             await self.load_extension(ext)
         await self.sync_commands()
+        await self.warn_if_public()
         await self.deliverer.resume()
         for intake in await self.store.unrecorded_intakes():
             # Told first, forgotten after: telling twice only edits the same reply again.
@@ -142,6 +149,22 @@ class VideoBot(commands.Bot):
             await self.deliverer.tasks.cancel_all()
         await self._stack.aclose()
         await super().close()
+
+    async def warn_if_public(self) -> None:
+        """Say at start when anyone may add the bot to a server and spend on it there."""
+        if self.settings.allowed_guild_ids:
+            return
+        try:
+            info = await self.application_info()
+        except discord.HTTPException as exc:
+            log.info("could not read the application's settings: %s", exc)
+            return
+        if info.bot_public:
+            log.warning(
+                "the application is public and ALLOWED_GUILD_IDS is empty: anyone can add the "
+                "bot to a server and spend on it there. Switch off 'Public Bot' in the developer "
+                "portal (Bot tab), or set ALLOWED_GUILD_IDS."
+            )
 
     # ------------------------------------------------------------------ command sync
 

@@ -1,4 +1,11 @@
-"""Choosing the video backend: the configured API, or the built-in simulator when no key is set."""
+"""Choosing the video backend: the configured server (its profile named or probed), or the
+built-in simulator.
+
+- Neither OPENAI_BASE_URL nor OPENAI_API_KEY set, or VIDEO_API_PROFILE=simulator: the simulator.
+- OPENAI_BASE_URL set without a key: a server without auth; no auth header is sent at all.
+- VIDEO_API_PROFILE=auto (the default): a few cheap reads at start pick the profile
+  (bot/api/probe.py), and the log says what was found and why.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,15 @@ import httpx
 from pydantic import SecretStr
 
 from bot.api.client import ClientConfig, VideosClient, make_http_client
+from bot.api.probe import Choice, choose, probe
+from bot.api.profiles import DEFAULT_AUTH_HEADERS, ProfileName
 from bot.api.ratelimit import MinuteRateLimiter
 from bot.settings import Settings
 from bot.sim import EmbeddedSim
 
 log = logging.getLogger(__name__)
 
-# The simulator accepts any bearer token; this one only marks requests as the bot's own.
+# The simulator accepts any key; this one only marks requests as the bot's own.
 SIM_API_KEY = "sim-local-key"
 
 
@@ -26,17 +35,43 @@ class Backend:
     client: VideosClient
     base_url: str
     simulated: bool
+    profile: ProfileName = "openai"
+    # Why this profile: set in settings, or what the probe found.
+    reason: str = ""
 
 
-def client_config(settings: Settings, *, base_url: str, api_key: SecretStr) -> ClientConfig:
+def client_config(
+    settings: Settings, *, base_url: str, api_key: SecretStr, profile: ProfileName | None = None
+) -> ClientConfig:
+    name = profile or settings.fixed_profile or "openai"
     return ClientConfig(
         base_url=base_url,
         api_key=api_key,
-        auth_header=settings.openai_auth_header,
+        auth_header=settings.auth_header(name),
         extra_headers=dict(settings.openai_extra_headers),
-        capabilities=settings.capabilities(),
+        capabilities=settings.capabilities(name),
         max_retries=settings.openai_max_retries,
+        max_download_bytes=settings.video_max_download_mb * 1024 * 1024,
+        download_timeout=settings.video_download_timeout_seconds,
     )
+
+
+def server_key(settings: Settings) -> SecretStr:
+    """The configured key, or an empty one for a server without auth (no header is sent)."""
+    key = settings.openai_api_key
+    return key if key is not None and key.get_secret_value() else SecretStr("")
+
+
+async def pick_profile(
+    settings: Settings, http: httpx.AsyncClient, limiter: MinuteRateLimiter
+) -> Choice:
+    """The profile VIDEO_API_PROFILE names, or (auto) the one a probe of the server points to."""
+    fixed = settings.fixed_profile
+    if fixed is not None:
+        return Choice(fixed, "VIDEO_API_PROFILE says so")
+    config = client_config(settings, base_url=settings.base_url, api_key=server_key(settings))
+    findings = await probe(VideosClient(http, config, limiter=limiter))
+    return choose(findings)
 
 
 async def open_backend(
@@ -54,20 +89,56 @@ async def open_backend(
         stack.push_async_callback(http.aclose)
     limiter = MinuteRateLimiter(settings.openai_requests_per_minute)
     if settings.uses_simulator:
+        # The simulator imitates the named profile (openai's under auto or simulator).
+        profile = settings.fixed_profile or "openai"
         sim = EmbeddedSim(
             cache_dir=Path(settings.data_dir) / "sim-cache",
             job_seconds=settings.sim_job_seconds,
             retention_seconds=settings.sim_retention_seconds,
-            profile=settings.video_api_profile,
+            profile=profile,
             poll_after_ms=sim_poll_after_ms,
+            # It accepts what the catalog in use offers, whatever models that is.
+            seconds=tuple(settings.catalog().all_seconds()),
+            sizes=tuple(settings.catalog().all_sizes()),
         )
         base_url = await stack.enter_async_context(sim)
-        config = client_config(settings, base_url=base_url, api_key=SecretStr(SIM_API_KEY))
-        return Backend(VideosClient(http, config, limiter=limiter), base_url, simulated=True)
-    assert settings.openai_api_key is not None
+        config = client_config(
+            settings, base_url=base_url, api_key=SecretStr(SIM_API_KEY), profile=profile
+        )
+        log.info("video backend: simulator")
+        return Backend(
+            VideosClient(http, config, limiter=limiter),
+            base_url,
+            simulated=True,
+            profile=profile,
+            reason="the built-in simulator",
+        )
+    choice = await pick_profile(settings, http, limiter)
     config = client_config(
-        settings, base_url=settings.openai_base_url, api_key=settings.openai_api_key
+        settings, base_url=settings.base_url, api_key=server_key(settings), profile=choice.profile
     )
+    shown = "video backend: %s (profile %s, chosen because %s)"
+    if choice.confident:
+        log.info(shown, settings.base_url, choice.profile, choice.reason)
+    else:
+        log.warning(
+            shown + "; run `python -m bot doctor` or set VIDEO_API_PROFILE",
+            settings.base_url,
+            choice.profile,
+            choice.reason,
+        )
+    if settings.has_key and config.auth_header != DEFAULT_AUTH_HEADERS[choice.profile]:
+        log.warning(
+            "OPENAI_AUTH_HEADER=%s, but %s servers take the key in %s; "
+            "run `python -m bot doctor` if requests are refused",
+            config.auth_header,
+            choice.profile,
+            DEFAULT_AUTH_HEADERS[choice.profile],
+        )
     return Backend(
-        VideosClient(http, config, limiter=limiter), settings.openai_base_url, simulated=False
+        VideosClient(http, config, limiter=limiter),
+        settings.base_url,
+        simulated=False,
+        profile=choice.profile,
+        reason=choice.reason,
     )

@@ -1,26 +1,40 @@
-"""`python -m bot generate`: the whole job without Discord, on the same client and catalog."""
+"""`python -m bot generate`: the whole job without Discord, on the same client and catalog.
+
+Whatever a server does, the terminal gets one line on stderr and a non-zero exit, never a
+traceback; a download that fails leaves no file behind (the client removes its partial file), so
+nothing unverified is ever left under the name of the video.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TextIO
 
-from bot.api.client import VideosClient
-from bot.api.errors import CreateOutcomeUnknown, VideoAPIError
+from bot.api.client import MAX_POLL_AFTER, JobMatch, VideosClient
+from bot.api.errors import CreateOutcomeUnknown, VideoAPIError, describe_error
 from bot.api.models import CreateVideo, Phase, ReferenceImage, Video
 from bot.backend import open_backend
 from bot.progress import format_duration, progress_bar
 from bot.prompt import clean_prompt, prompt_problem
+from bot.redact import redact
 from bot.reference import ReferenceRejected, fit_reference_async
 from bot.settings import Settings
 
+log = logging.getLogger(__name__)
+
 # The simulator runs on this machine, so the terminal may poll it often for a smooth bar.
 SIM_POLL_MS = 1000
+# After a create whose answer was lost, how many times the job is looked for (one poll interval
+# apart) before the terminal is told the service did not confirm the request.
+LOOKS_AFTER_A_LOST_ANSWER = 2
+# Error lines stay readable in a terminal.
+LINE_LIMIT = 400
 
 
 class CliError(Exception):
@@ -48,28 +62,78 @@ async def generate(args: argparse.Namespace, settings: Settings, out: TextIO = s
     async with AsyncExitStack() as stack:
         backend = await open_backend(settings, stack, sim_poll_after_ms=SIM_POLL_MS)
         if backend.simulated:
-            print(
-                f"No OPENAI_API_KEY set: using the built-in simulator at {backend.base_url}",
-                file=out,
+            why = (
+                "VIDEO_API_PROFILE=simulator"
+                if settings.video_api_profile == "simulator"
+                else "No OPENAI_BASE_URL or OPENAI_API_KEY set"
             )
+            print(f"{why}: using the built-in simulator at {backend.base_url}", file=out)
         client = backend.client
-        try:
-            video = await client.create(request, reference)
-        except CreateOutcomeUnknown as exc:
-            raise CliError(
-                f"{exc.message}. It was not sent again, so nothing is billed twice; "
-                "check your provider's dashboard before retrying."
-            ) from None
-        print(f"job {video.id} created", file=out)
+        video = await _start(client, request, reference, settings, out)
+        print(redact(f"job {video.id} created"), file=out)
         video = await _watch(client, video, settings, out)
         dest = args.out or Path(settings.data_dir) / "videos" / f"{_safe_name(video.id)}.mp4"
+        # The client checks the body is a video and removes what it wrote if anything fails.
         size = await client.download(video.id, dest)
         print(f"video: {dest} ({size / 1_000_000:.1f} MB)", file=out)
         if client.caps.variants:
             thumb = dest.with_suffix(".webp")
-            await client.download(video.id, thumb, variant="thumbnail")
+            try:
+                await client.download(video.id, thumb, variant="thumbnail")
+            except VideoAPIError as exc:
+                raise CliError(
+                    f"the video is saved at {dest}, but its thumbnail was refused: "
+                    f"{describe_error(exc)}"
+                ) from None
             print(f"thumbnail: {thumb}", file=out)
         return dest
+
+
+async def _start(
+    client: VideosClient,
+    request: CreateVideo,
+    reference: ReferenceImage | None,
+    settings: Settings,
+    out: TextIO,
+) -> Video:
+    """Create the job; after a lost answer, look for it and take it only when it is certainly
+    this request's (the client's adoption rules), never sending it again."""
+    try:
+        return await client.create(request, reference)
+    except CreateOutcomeUnknown as exc:
+        lost = exc
+    unconfirmed = (
+        f"the video service did not confirm the request ({describe_error(lost.cause)}). "
+        "It was not sent again, so nothing is billed twice; check your provider's dashboard "
+        "before retrying"
+    )
+    if not client.caps.list:
+        raise CliError(unconfirmed)
+    print("the video service did not confirm the request; looking for its job", file=out)
+    match = JobMatch(
+        prompt=request.prompt,
+        model=request.model,
+        size=request.size,
+        seconds=request.seconds,
+        has_reference=reference is not None,
+    )
+    for look in range(LOOKS_AFTER_A_LOST_ANSWER):
+        if look:
+            await asyncio.sleep(settings.poll_interval_seconds)
+        try:
+            search = await client.find_created(match, since=lost.attempted_at)
+        except VideoAPIError as exc:
+            log.info("looking for the job failed: %s", describe_error(exc))
+            continue
+        if search.video is not None:
+            return search.video
+        if search.ambiguous:
+            raise CliError(
+                "the video service did not confirm the request, and the jobs there that could "
+                "be it cannot be told apart from other requests', so none was taken. Nothing "
+                "was sent again; check your provider's dashboard"
+            )
+    raise CliError(unconfirmed)
 
 
 def _validated_request(args: argparse.Namespace, settings: Settings) -> CreateVideo:
@@ -122,13 +186,16 @@ async def _watch(client: VideosClient, video: Video, settings: Settings, out: Te
             raise CliError(
                 f"job {video.id} still not finished after {format_duration(deadline - started)}"
             )
-        await asyncio.sleep(client.poll_after or settings.poll_interval_seconds)
+        # The server's hint is capped by the client; the cap here guards against a stale one.
+        await asyncio.sleep(
+            min(client.poll_after or settings.poll_interval_seconds, MAX_POLL_AFTER)
+        )
         video = await client.retrieve(video.id)
     if live:
         print(file=out)
     if video.phase is Phase.FAILED:
         reason = video.error.message if video.error and video.error.message else video.status
-        raise CliError(f"job {video.id} {video.status}: {reason}")
+        raise CliError(f"job {video.id} {video.status}: {redact(reason)}")
     print(
         f"completed     {progress_bar(100)}  {format_duration(time.monotonic() - started)}",
         file=out,
@@ -145,12 +212,23 @@ def run_generate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         asyncio.run(generate(args, settings))
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
     except VideoAPIError as exc:
-        print(f"error: the video service said: {exc.message}", file=sys.stderr)
-        return 1
+        return _fail(describe_error(exc))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # The disk, not the server: say which file and why, in one line.
+        where = f" {exc.filename}" if exc.filename else ""
+        return _fail(f"cannot write{where}: {exc.strerror or type(exc).__name__}")
+    except Exception as exc:
+        # Never a traceback in the terminal; the log has it for a bug report.
+        log.debug("generate failed", exc_info=True)
+        return _fail(f"unexpected {type(exc).__name__}: {exc}")
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {redact(message, LINE_LIMIT)}", file=sys.stderr)
+    return 1

@@ -56,7 +56,7 @@ def _png_has_metadata(data: bytes) -> bool:
         return True
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        length: int = struct.unpack(">I", data[pos : pos + 4])[0]
         kind = data[pos + 4 : pos + 8]
         end = pos + 12 + length  # length, type, payload, CRC
         if end > len(data) or kind not in _PNG_PLAIN:

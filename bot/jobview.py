@@ -6,13 +6,21 @@ values, and lets tests check every state's wording without a client.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from bot.progress import format_duration, progress_bar
+from bot.redact import redact
 from bot.store import Job
 
 PROMPT_LIMIT = 1000
+# How many sends one request may take when the video service leaves creates unconfirmed (the
+# first and at most two more, each only after it was shown that the previous one started nothing).
+MAX_CREATE_SENDS = 3
+# A status the bot does not know is shown by name; only a short plain word of it.
+_STATUS_NAME_LIMIT = 32
+_NOT_A_WORD = re.compile(r"[^A-Za-z0-9_. -]+")
 Tone = Literal["working", "done", "failed"]
 
 STATUS_WORDS = {
@@ -33,6 +41,11 @@ FAILURE_WORDS = {
     "reference_lost": "The reference image was lost before the job was sent.",
     "rate_limit_exceeded": "The video service is busy; try again in a few minutes.",
     "insufficient_quota": "The bot's video service account is out of credit.",
+    "create_unconfirmed": "The video service did not confirm the request; nothing was charged "
+    "to you.",
+    "undeliverable": "The video was made, but it could not be delivered here or by direct "
+    "message, so it was given up.",
+    "not_found": "The video service no longer knows this video.",
 }
 
 
@@ -41,8 +54,27 @@ def failure_text(code: str | None, message: str | None) -> str:
     plain = FAILURE_WORDS.get((code or "").lower())
     if plain:
         return plain
-    detail = " ".join((message or "").split())[:300]
-    return f"The video service said: {detail}" if detail else "The video could not be made."
+    # Stored messages are the bot's own wording or a server's text already redacted; redacted
+    # again here so nothing reaches a channel unfiltered whatever wrote it.
+    detail = redact(message or "", 300)
+    return f"The video could not be made: {detail}" if detail else "The video could not be made."
+
+
+def status_text(status: str | None) -> str:
+    """A running job's status in words; one the bot does not know is shown by name."""
+    key = (status or "").lower()
+    if not key:
+        return "Generating"
+    known = STATUS_WORDS.get(key)
+    if known:
+        return known
+    name = _NOT_A_WORD.sub(" ", status or "").strip()[:_STATUS_NAME_LIMIT].strip()
+    return f"Running — status: {name}" if name else "Generating"
+
+
+def _charge_note(text: str) -> str:
+    # Some wordings already say what was charged; say it once.
+    return text if "charged" in text.lower() else f"{text} Nothing was charged."
 
 
 @dataclass(frozen=True)
@@ -87,7 +119,7 @@ def job_view(
         tone = "failed"
         status = "Failed"
         bar = ""
-        note = failure_text(job.error_code, job.error_message) + " Nothing was charged."
+        note = _charge_note(failure_text(job.error_code, job.error_message))
     elif job.state == "succeeded":
         tone = "done"
         status = "Done" if job.delivery_state == "done" else "Finishing: fetching the video"
@@ -99,9 +131,16 @@ def job_view(
         bar = progress_bar(None)
     elif job.state == "creating":
         status = "Sending to the video service"
+        if job.create_attempts > 1 or (job.create_attempts == 1 and not job.create_attempted_at):
+            # The previous send was shown not to have started a job: it is being sent again.
+            tries = job.create_attempts + (0 if job.create_attempted_at else 1)
+            status = (
+                "Retrying: the video service did not confirm the request, sending it again "
+                f"(try {min(tries, MAX_CREATE_SENDS)} of {MAX_CREATE_SENDS})"
+            )
         bar = progress_bar(None)
     else:
-        status = STATUS_WORDS.get((job.api_status or "").lower(), "Generating")
+        status = status_text(job.api_status)
         bar = progress_bar(job.progress)
     if tone == "working" and not service_ok:
         status = "Waiting for the video service (it is not answering right now)"

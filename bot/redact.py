@@ -19,39 +19,46 @@ _PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-*.]{3,}"),
     re.compile(r"(?i)\bbearer\s+[^\s\"',;]+"),
     re.compile(r"(?i)\b(api-key|authorization|x-api-key)(\"?\s*[:=]\s*\"?)[^\s\"',;]+"),
+    # An interaction or webhook token in a Discord URL (`/webhooks/<app id>/<token>`,
+    # `/interactions/<id>/<token>/callback`): the id stays, the token goes.
+    re.compile(r"(/(?:webhooks|interactions)/\d+)(/)[A-Za-z0-9_\-.]{20,}"),
+    # A Discord bot token's shape (base64 user id, timestamp, HMAC).
+    re.compile(r"\b[A-Za-z0-9_\-]{23,28}\.[A-Za-z0-9_\-]{6,7}\.[A-Za-z0-9_\-]{27,40}\b"),
 )
 # Secrets shorter than this are not registered: redacting "abc" everywhere would garble text
 # and a key that short protects nothing anyway.
 _MIN_SECRET = 6
 
-_lock = threading.Lock()
-_secrets: tuple[str, ...] = ()
+
+class _Registry:
+    """The secrets registered so far; replaced whole under a lock so readers never lock."""
+
+    lock = threading.Lock()
+    secrets: tuple[str, ...] = ()
 
 
 def register_secret(value: str | None) -> None:
     """Redact `value` (and its stripped form) from now on, in every thread."""
-    global _secrets
     if not value:
         return
     forms = {value, value.strip()}
-    with _lock:
-        known = set(_secrets)
+    with _Registry.lock:
+        known = set(_Registry.secrets)
         known.update(f for f in forms if len(f) >= _MIN_SECRET)
         # Longest first, so a secret that contains another is removed whole.
-        _secrets = tuple(sorted(known, key=len, reverse=True))
+        _Registry.secrets = tuple(sorted(known, key=len, reverse=True))
 
 
 def forget_secrets() -> None:
     """For tests: start again with no registered secrets."""
-    global _secrets
-    with _lock:
-        _secrets = ()
+    with _Registry.lock:
+        _Registry.secrets = ()
 
 
 def redact(text: object, limit: int | None = 300) -> str:
     """`text` on one line, without secrets, at most `limit` characters (None: no cap)."""
     out = str(text)
-    for secret in _secrets:
+    for secret in _Registry.secrets:
         if secret in out:
             out = out.replace(secret, _REPLACEMENT)
     for pattern in _PATTERNS:

@@ -9,14 +9,24 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.api.profiles import Capabilities, CreateEncoding, ProfileName, capabilities
-from bot.catalog import Catalog, CatalogError, load_catalog
+from bot.api.profiles import (
+    DEFAULT_AUTH_HEADERS,
+    AuthHeader,
+    Capabilities,
+    CreateEncoding,
+    ProfileName,
+    ProfileSetting,
+    capabilities,
+)
+from bot.catalog import Catalog, CatalogError, load_catalog, load_presets
 
+# Used only when a key is set and OPENAI_BASE_URL is not (OpenAI retired its Videos endpoint on
+# 2026-09-24; `doctor` says so). With neither set the bot uses its simulator.
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -61,6 +71,10 @@ def _strip_dollar(value: object) -> object:
     return value
 
 
+def _has_space_or_control(text: str) -> bool:
+    return any(ch.isspace() or not ch.isprintable() for ch in text)
+
+
 IdList = Annotated[list[int], NoDecode]
 HeaderMap = Annotated[dict[str, str], NoDecode]
 # A dollar amount, exact to the micro-dollar (the ledger's unit); at most a million dollars.
@@ -81,19 +95,30 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = None
     discord_guild_ids: IdList = Field(default_factory=list)
     owner_ids: IdList = Field(default_factory=list)
+    # Servers where the bot may be used; empty means any (start-up warns if the bot is public).
+    allowed_guild_ids: IdList = Field(default_factory=list)
+    # Whether members may use the bot in direct messages (no server's limits apply there).
+    allow_dms: bool = False
 
     # --- Video API -----------------------------------------------------------------------------
     openai_api_key: SecretStr | None = None
-    openai_base_url: str = DEFAULT_BASE_URL
+    # None: not set (see `base_url`); set with no key means a server without auth.
+    openai_base_url: str | None = None
     # `authorization` sends `Authorization: Bearer KEY`; `api-key` sends `api-key: KEY` (Azure).
-    openai_auth_header: Literal["authorization", "api-key"] = "authorization"
-    openai_extra_headers: HeaderMap = Field(default_factory=dict)
+    # None: the profile's way (api-key for azure, Bearer for the others).
+    openai_auth_header: AuthHeader | None = None
+    # Often a gateway's own key: never in the settings' repr.
+    openai_extra_headers: HeaderMap = Field(default_factory=dict, repr=False)
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     openai_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     openai_requests_per_minute: int = Field(default=120, ge=1)
     openai_max_retries: int = Field(default=4, ge=0, le=10)
+    # A download larger than this (MB), or not finished within the timeout, is refused.
+    video_max_download_mb: int = Field(default=500, ge=1, le=100_000)
+    video_download_timeout_seconds: float = Field(default=600.0, gt=0)
 
-    video_api_profile: ProfileName = "openai"
+    # `auto` probes the server at start; `simulator` uses the built-in one whatever else is set.
+    video_api_profile: ProfileSetting = "auto"
     video_api_create_encoding: CreateEncoding | None = None
     video_api_variants: bool | None = None
     video_api_list: bool | None = None
@@ -105,10 +130,13 @@ class Settings(BaseSettings):
     video_api_progress: bool | None = None
     video_api_list_headers: Annotated[dict[str, str] | None, NoDecode] = None
 
+    # Bundled presets by name (`veo-3.1,wan-2.5`, `served:<model id>`); the file wins if both.
+    video_catalog: Annotated[list[str], NoDecode] = Field(default_factory=list)
     video_catalog_file: Path | None = None
     job_deadline_minutes: float = Field(default=60.0, gt=0)
     poll_interval_seconds: float = Field(default=10.0, ge=1)
     create_grace_seconds: float = Field(default=600.0, ge=10)
+    delivery_max_attempts: int = Field(default=6, ge=1, le=20)
 
     # --- Quotas (guild admins can override the per-user ones in their guild) ------------------
     quota_user_daily_dollars: Dollars = Decimal("2.00")
@@ -129,7 +157,14 @@ class Settings(BaseSettings):
     # --- Logging -------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("discord_guild_ids", "owner_ids", "quota_exempt_role_ids", mode="before")
+    @field_validator(
+        "discord_guild_ids",
+        "owner_ids",
+        "allowed_guild_ids",
+        "quota_exempt_role_ids",
+        "video_catalog",
+        mode="before",
+    )
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split_csv(value)
@@ -151,9 +186,31 @@ class Settings(BaseSettings):
             return None if value is None else {}
         return _parse_headers(value)
 
+    @field_validator("discord_token", "openai_api_key")
+    @classmethod
+    def _secret_is_one_word(cls, value: SecretStr | None) -> SecretStr | None:
+        # A key pasted with a trailing space or `\r` would end up in an HTTP header, where the
+        # HTTP library's error (and its debug log) print the whole header, key included. The
+        # message names the problem, never the value.
+        if value is not None and _has_space_or_control(value.get_secret_value()):
+            raise ValueError("contains spaces or control characters (check for a trailing space)")
+        return value
+
+    @field_validator("openai_extra_headers", "video_api_list_headers")
+    @classmethod
+    def _header_values_are_clean(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, header in (value or {}).items():
+            if _has_space_or_control(name) or any(
+                ch != " " and _has_space_or_control(ch) for ch in header
+            ):
+                raise ValueError(f"header {name.strip()!r} has control characters in it")
+        return value
+
     @field_validator("openai_base_url")
     @classmethod
-    def _base_url(cls, value: str) -> str:
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
@@ -169,11 +226,44 @@ class Settings(BaseSettings):
             else value.lower()
         )
 
+    def secrets(self) -> list[str]:
+        """Every configured value that must never be written anywhere: the bot's token, the
+        API key and the extra headers' values (often a gateway's key)."""
+        values = [v.get_secret_value() for v in (self.discord_token, self.openai_api_key) if v]
+        values += [v for v in self.openai_extra_headers.values() if v]
+        return values
+
+    @property
+    def has_key(self) -> bool:
+        return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+
     @property
     def uses_simulator(self) -> bool:
-        return self.openai_api_key is None or not self.openai_api_key.get_secret_value()
+        """The built-in simulator runs when asked for, or when neither a server nor a key is set
+        (a base URL without a key is a server without auth)."""
+        if self.video_api_profile == "simulator":
+            return True
+        return self.openai_base_url is None and not self.has_key
 
-    def capabilities(self) -> Capabilities:
+    @property
+    def base_url(self) -> str:
+        """The server's URL: OPENAI_BASE_URL, or OpenAI's (retired) one when only a key is set."""
+        return self.openai_base_url or DEFAULT_BASE_URL
+
+    @property
+    def fixed_profile(self) -> ProfileName | None:
+        """The profile VIDEO_API_PROFILE names, or None for `auto` and `simulator`."""
+        profile = self.video_api_profile
+        if profile in {"auto", "simulator"}:
+            return None
+        return cast("ProfileName", profile)
+
+    def auth_header(self, profile: ProfileName) -> AuthHeader:
+        return self.openai_auth_header or DEFAULT_AUTH_HEADERS[profile]
+
+    def capabilities(self, profile: ProfileName | None = None) -> Capabilities:
+        """`profile`'s capabilities (default: the configured one, else openai's) with the
+        VIDEO_API_* overrides applied."""
         overrides: dict[str, object] = {
             "create_encoding": self.video_api_create_encoding,
             "variants": self.video_api_variants,
@@ -186,10 +276,19 @@ class Settings(BaseSettings):
             "progress": self.video_api_progress,
             "list_headers": self.video_api_list_headers,
         }
-        return capabilities(self.video_api_profile, overrides)
+        return capabilities(profile or self.fixed_profile or "openai", overrides)
 
     def catalog(self) -> Catalog:
+        if self.video_catalog_file is None and self.video_catalog:
+            return load_presets(self.video_catalog)
         return load_catalog(self.video_catalog_file)
+
+    @property
+    def catalog_setting(self) -> str:
+        """The setting the catalog comes from, to name in an error."""
+        if self.video_catalog_file is None and self.video_catalog:
+            return "VIDEO_CATALOG"
+        return "VIDEO_CATALOG_FILE"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -202,5 +301,5 @@ def load_settings(**overrides: object) -> Settings:
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         raise SettingsError(f"{name}: {first['msg']}") from None
     except CatalogError as exc:
-        raise SettingsError(f"VIDEO_CATALOG_FILE: {exc}") from None
+        raise SettingsError(f"{settings.catalog_setting}: {exc}") from None
     return settings

@@ -26,13 +26,15 @@ from bot.api.errors import (
     BadRequestError,
     CreateOutcomeUnknown,
     VideoAPIError,
+    describe_error,
 )
 from bot.api.models import CreateVideo, ReferenceImage, Video
 from bot.catalog import Catalog, format_dollars
 from bot.prompt import clean_prompt, prompt_problem
 from bot.quota import QuotaPolicy, check_request, load_guild_settings
+from bot.redact import redact
 from bot.store import InvalidTransition, Job, NewJob, Refusal, Store
-from bot.tracker import Tracker
+from bot.tracker import NO_LIST_MESSAGE, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +272,20 @@ class JobService:
                 moved = await self.store.set_state(job.id, "creating")
             except InvalidTransition:
                 moved = False
+            except Exception:
+                log.exception("job %s: could not be taken from the queue", job.id)
+                continue
             if not moved:
                 continue  # started or failed meanwhile by another path
             working += 1
-            fresh = await self.store.get_job(job.id)
-            if fresh is not None:
-                await self.send(fresh)
+            try:
+                fresh = await self.store.get_job(job.id)
+                if fresh is not None:
+                    await self.send(fresh)
+            except Exception:
+                # One job's trouble never keeps the queue from moving; the tracker finds it in
+                # 'creating' and carries on with it.
+                log.exception("job %s: sending it failed", job.id)
 
     async def send(self, job: Job) -> None:
         """Send the create (or the remix, edit or extension) for a job that has never been sent;
@@ -299,25 +309,39 @@ class JobService:
             try:
                 video = await start()
             except CreateOutcomeUnknown as exc:
-                # Left in 'creating' with its attempt time: the tracker looks for it and only
-                # refunds once the grace period has passed without finding it.
-                log.warning("job %s: create outcome unknown (%s)", job.id, exc.message)
+                log.warning("job %s: create outcome unknown (%s)", job.id, describe_error(exc))
+                if not self.client.caps.list:
+                    # Nothing can tell whether the service started a job: the member is told
+                    # at once, and refunded.
+                    await self.store.mark_failed(job.id, "create_unconfirmed", NO_LIST_MESSAGE)
+                    return
+                # Left in 'creating' with its attempt time: the tracker looks for it at once,
+                # sends it again once shown not to have started, or adopts it when found.
+                self.tracker.look_now(job.id)
                 return
             except APIConnectionError as exc:
                 # The client lets through only connections that carried nothing (refused, name
                 # not resolved): no job was started, so the request waits for the service like
                 # the jobs already there, and the tracker sends it once it answers.
-                log.warning("job %s: video service unreachable (%s); waiting", job.id, exc.message)
+                log.warning(
+                    "job %s: video service unreachable (%s); waiting", job.id, describe_error(exc)
+                )
                 await self.store.release_create_attempt(job.id)
                 await self.tracker.set_service_ok(False)
                 return
             except BadRequestError as exc:
-                await self.store.mark_failed(job.id, exc.code or "bad_request", exc.message)
+                # A 400's text (validation, moderation) is what the member can act on; it is
+                # kept only in the bot's wording (redacted), never raw.
+                await self.store.mark_failed(
+                    job.id, redact(exc.code or "bad_request", 64), describe_error(exc)
+                )
                 return
             except VideoAPIError as exc:
                 # Every other error here is one where the server certainly did not start a job
                 # (ambiguous ones became CreateOutcomeUnknown), so refunding is safe.
-                await self.store.mark_failed(job.id, exc.code or type(exc).__name__, exc.message)
+                await self.store.mark_failed(
+                    job.id, redact(exc.code or type(exc).__name__, 64), describe_error(exc)
+                )
                 return
             await self.store.attach_video(job.id, video.id, video.status, video.progress)
             await self.tracker.set_service_ok(True)

@@ -17,11 +17,12 @@ import discord
 from discord import app_commands
 
 from bot.api.models import CreateVideo, ReferenceImage
-from bot.catalog import size_label
+from bot.catalog import Catalog, NotOffered, size_label
 from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
 from cogs.actions import PROMPT_LIMIT, bot_of, report_failure
 from cogs.video import (
+    CHOICE_LIMIT,
     REFERENCE_LIMIT_BYTES,
     TOKEN_LIFETIME,
     acknowledged,
@@ -111,6 +112,30 @@ def _pick(select: discord.ui.Select[Any]) -> str | None:
     return select.values[0] if select.values else None
 
 
+# A shape in the size menu: "16:9@720p" (aspect ratio @ resolution).
+SHAPE_MARK = "@"
+
+
+def size_options(catalog: Catalog) -> list[discord.SelectOption]:
+    """The size menu: every size, or, when there are more than a menu holds, every aspect ratio
+    at every resolution some model makes (each model maps them onto its own sizes)."""
+    sizes = catalog.all_sizes()
+    if len(sizes) <= CHOICE_LIMIT:
+        return [discord.SelectOption(label=size_label(s), value=s) for s in sizes]
+    offered = {
+        shape
+        for spec in catalog.models
+        for size in spec.sizes
+        if (shape := spec.shape_of(size)) is not None
+    }
+    return [
+        discord.SelectOption(label=f"{aspect} at {res}", value=f"{aspect}{SHAPE_MARK}{res}")
+        for res in catalog.all_resolutions()
+        for aspect in catalog.all_aspect_ratios()
+        if (aspect, res) in offered
+    ][:CHOICE_LIMIT]
+
+
 class AnimateModal(discord.ui.Modal):
     """The prompt, and optionally model, seconds, size and fit; anything left empty takes the
     model's default, as `/video` does."""
@@ -129,21 +154,21 @@ class AnimateModal(discord.ui.Modal):
         self.add_item(self.prompt)
         self.model: discord.ui.Select[AnimateModal] = discord.ui.Select(
             placeholder=f"{catalog.default.label} unless you choose",
-            options=[discord.SelectOption(label=m.label, value=m.id) for m in catalog.models][:25],
+            options=[discord.SelectOption(label=m.label, value=m.id) for m in catalog.models][
+                :CHOICE_LIMIT
+            ],
             required=False,
         )
         self.seconds: discord.ui.Select[AnimateModal] = discord.ui.Select(
-            placeholder="The model's shortest unless you choose",
+            placeholder="The model's default length unless you choose",
             options=[
                 discord.SelectOption(label=f"{s} seconds", value=s) for s in catalog.all_seconds()
-            ][:25],
+            ][:CHOICE_LIMIT],
             required=False,
         )
         self.size: discord.ui.Select[AnimateModal] = discord.ui.Select(
-            placeholder="The model's first size unless you choose",
-            options=[
-                discord.SelectOption(label=size_label(s), value=s) for s in catalog.all_sizes()
-            ][:25],
+            placeholder="The model's default size unless you choose",
+            options=size_options(catalog),
             required=False,
         )
         self.fit: discord.ui.Select[AnimateModal] = discord.ui.Select(
@@ -167,14 +192,25 @@ class AnimateModal(discord.ui.Modal):
         if problem:
             await refuse(interaction, problem)
             return
-        model_id = _pick(self.model) or catalog.default.id
-        spec = catalog.get(model_id)
-        secs = _pick(self.seconds) or (spec.seconds[0] if spec else "")
-        dims = _pick(self.size) or (spec.sizes[0] if spec else "")
-        problem = catalog.check(model_id, secs, dims)
-        if problem:
-            await refuse(interaction, problem)
+        # The size menu holds sizes, or aspect ratio @ resolution when sizes are too many.
+        size = _pick(self.size)
+        aspect: str | None = None
+        resolution: str | None = None
+        if size is not None and SHAPE_MARK in size:
+            aspect, _, resolution = size.partition(SHAPE_MARK)
+            size = None
+        try:
+            picked = catalog.resolve(
+                _pick(self.model),
+                _pick(self.seconds),
+                size,
+                aspect_ratio=aspect,
+                resolution=resolution,
+            )
+        except NotOffered as exc:
+            await refuse(interaction, str(exc))
             return
+        dims = picked.size
         async with acknowledged(bot, interaction):
             try:
                 data = await self.image.read(interaction.client)
@@ -195,7 +231,9 @@ class AnimateModal(discord.ui.Modal):
                     "the message may have been deleted.",
                 )
                 return
-            request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
+            request = CreateVideo(
+                prompt=text, model=picked.model, seconds=picked.seconds, size=dims
+            )
             await submit_and_present(bot, interaction, request, fitted)
 
     async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item

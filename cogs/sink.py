@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 TOKEN_MARGIN = 30.0
 # How far back in a channel an interrupted delivery looks for the result it may have posted.
 RESULT_SEARCH_LIMIT = 50
+# A progress edit that takes longer than this is given up (the job's next change tries again).
+EDIT_TIMEOUT = 60.0
 ORIGINAL = cast(int, "@original")  # discord.py formats the id into the URL; Discord wants this
 
 
@@ -40,6 +42,10 @@ class _MessageState:
     last_edit: float = 0.0
     pending: Job | None = None
     timer: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Held while an edit is under way; the result takes it too, so no progress edit can land
+    # after the result, and `closed` keeps any later one from starting.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    closed: bool = False
 
 
 def _token_dead(exc: discord.HTTPException) -> bool:
@@ -83,7 +89,9 @@ class DiscordSink:
         job, state.pending = state.pending, None
         if job is not None:
             try:
-                await self._show_now(job, state)
+                # Bounded: an edit Discord never answers must not keep the message's lock (the
+                # result waits for it).
+                await asyncio.wait_for(self._show_now(job, state), EDIT_TIMEOUT)
             except Exception:
                 log.exception("progress edit for job %s failed", job_id)
 
@@ -91,34 +99,44 @@ class DiscordSink:
         # Claim the edit slot before the first await: a progress update arriving meanwhile then
         # waits for the interval instead of editing the same message a moment later.
         previous, state.last_edit = state.last_edit, self.clock()
-        queue_position = await self.bot.store.queue_position(job.id)
-        view = job_view(
-            job,
-            now=self.clock(),
-            queue_position=queue_position,
-            service_ok=self.bot.tracker.service_ok,
-            elapsed_step=self.ELAPSED_STEP,
-        )
-        if view == state.shown:
-            state.last_edit = previous  # nothing was sent, so the slot is still free
-            return
-        state.shown = view
-        if self._token_alive(job):
-            embed = job_embed(view, source=await self._source(job))
-            try:
-                await self._webhook(job).edit_message(ORIGINAL, embed=embed)
+        async with state.lock:
+            if state.closed:
+                return  # the result is being (or has been) posted
+            queue_position = await self.bot.store.queue_position(job.id)
+            view = job_view(
+                job,
+                now=self.clock(),
+                queue_position=queue_position,
+                service_ok=self.bot.tracker.service_ok,
+                elapsed_step=self.ELAPSED_STEP,
+            )
+            if view == state.shown:
+                state.last_edit = previous  # nothing was sent, so the slot is still free
                 return
-            except discord.HTTPException as exc:
-                if not _token_dead(exc):
-                    raise
-                await self.bot.store.clear_token(job.id)
-        # Past the token's life the original reply can no longer be edited; progress then waits
-        # for the result, which is posted as a new message (a status message per poll would spam).
+            if self._token_alive(job):
+                embed = job_embed(view, source=await self._source(job))
+                try:
+                    await self._webhook(job).edit_message(ORIGINAL, embed=embed)
+                except discord.HTTPException as exc:
+                    if not _token_dead(exc):
+                        # Not marked as shown: the job's next change tries this edit again.
+                        raise
+                    await self.bot.store.clear_token(job.id)
+                else:
+                    state.shown = view
+                    return
+            # Past the token's life the original reply can no longer be edited; progress then
+            # waits for the result, which is posted as a new message (a status message per poll
+            # would spam).
+            state.shown = view
 
     # ------------------------------------------------------------------ results
 
     async def send_result(self, job: Job, result: Result) -> int | None:
-        self._forget(job.id)
+        state = self._forget(job.id)
+        if state is not None:
+            async with state.lock:
+                pass  # an edit under way ends before the result is posted
         view = job_view(job, now=self.clock())
         files: list[discord.File] = []
         thumb_name: str | None = None
@@ -293,7 +311,10 @@ class DiscordSink:
         assert job.application_id is not None and job.interaction_token is not None
         return discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
 
-    def _forget(self, job_id: int) -> None:
+    def _forget(self, job_id: int) -> _MessageState | None:
         state = self._messages.pop(job_id, None)
-        if state is not None and state.timer is not None:
-            state.timer.cancel()
+        if state is not None:
+            state.closed = True
+            if state.timer is not None:
+                state.timer.cancel()
+        return state

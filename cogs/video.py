@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 
 from bot.api.models import CreateVideo, ReferenceImage
-from bot.catalog import Catalog, size_label
+from bot.catalog import Catalog, ModelSpec, NotOffered, parse_aspect, size_label
 from bot.jobview import job_view
 from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
@@ -33,16 +34,104 @@ REFERENCE_LIMIT_BYTES = 20 * 1024 * 1024
 INTAKE_WAIT = 1.0
 
 
-def model_choices(catalog: Catalog) -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=m.label, value=m.id) for m in catalog.models][:25]
+# Discord shows at most 25 choices for an option; past that the option autocompletes instead.
+CHOICE_LIMIT = 25
+# The options whose values come from the catalog, in the order `/video` shows them.
+CATALOG_OPTIONS = ("model", "seconds", "size", "aspect_ratio", "resolution")
 
 
-def seconds_choices(catalog: Catalog) -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=f"{s} seconds", value=s) for s in catalog.all_seconds()][:25]
+def aspect_label(aspect: str) -> str:
+    """'16:9' -> '16:9 (landscape)'."""
+    a, b = parse_aspect(aspect)
+    return f"{aspect} ({'landscape' if a > b else 'portrait' if b > a else 'square'})"
 
 
-def size_choices(catalog: Catalog) -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=size_label(s), value=s) for s in catalog.all_sizes()][:25]
+def menu(catalog: Catalog, option: str, spec: ModelSpec | None = None) -> list[tuple[str, str]]:
+    """(name, value) of every value `option` offers: the catalog's, or only `spec`'s."""
+    if option == "model":
+        return [(m.label, m.id) for m in catalog.models]
+    if option == "seconds":
+        values = list(spec.seconds) if spec else catalog.all_seconds()
+        return [(f"{s} seconds", s) for s in values]
+    if option == "size":
+        return [(size_label(s), s) for s in (spec.sizes if spec else catalog.all_sizes())]
+    if option == "aspect_ratio":
+        aspects = (spec.aspect_ratios or spec.offered_aspects()) if spec else None
+        return [(aspect_label(a), a) for a in aspects or catalog.all_aspect_ratios()]
+    if option == "resolution":
+        resolutions = (spec.resolutions or spec.offered_resolutions()) if spec else None
+        return [(r, r) for r in resolutions or catalog.all_resolutions()]
+    raise ValueError(f"no catalog option {option!r}")
+
+
+def command_menus(
+    catalog: Catalog,
+) -> tuple[dict[str, list[app_commands.Choice[str]]], list[str]]:
+    """For `/video`: the options offered as fixed choices, and those that autocomplete (more
+    values than Discord shows as choices)."""
+    options = CATALOG_OPTIONS if catalog.by_shape else CATALOG_OPTIONS[:3]
+    choices: dict[str, list[app_commands.Choice[str]]] = {}
+    autocomplete: list[str] = []
+    for option in options:
+        values = menu(catalog, option)
+        if len(values) > CHOICE_LIMIT:
+            autocomplete.append(option)
+        else:
+            choices[option] = [app_commands.Choice(name=n, value=v) for n, v in values]
+    return choices, autocomplete
+
+
+def suggestions(
+    catalog: Catalog,
+    option: str,
+    current: str,
+    *,
+    model: str | None = None,
+    aspect_ratio: str | None = None,
+    resolution: str | None = None,
+) -> list[tuple[str, str]]:
+    """What an autocompleting option suggests: the values of the model already picked (every
+    model's when none is), sizes narrowed by an aspect ratio or resolution already picked,
+    then those matching what the member has typed; at most 25."""
+    spec = catalog.get(model) if model and option != "model" else None
+    values = menu(catalog, option, spec)
+    if option == "size" and spec is not None and (aspect_ratio or resolution):
+        narrowed = [
+            (n, s)
+            for n, s in values
+            if (not aspect_ratio or (spec.shape_of(s) or ("", ""))[0] == aspect_ratio)
+            and (not resolution or spec.resolution_of(s) == resolution)
+        ]
+        values = narrowed or values
+    typed = current.strip().lower()
+    if typed:
+        values = [(n, v) for n, v in values if typed in n.lower() or typed in v.lower()]
+    return values[:CHOICE_LIMIT]
+
+
+def _autocompleter(
+    catalog: Catalog, option: str
+) -> Callable[[discord.Interaction, str], Coroutine[Any, Any, list[app_commands.Choice[str]]]]:
+    async def complete(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        picked = interaction.namespace
+        found = suggestions(
+            catalog,
+            option,
+            current,
+            model=_text(picked.model),
+            aspect_ratio=_text(picked.aspect_ratio),
+            resolution=_text(picked.resolution),
+        )
+        return [app_commands.Choice(name=n, value=v) for n, v in found]
+
+    return complete
+
+
+def _text(value: object) -> str | None:
+    # A namespace value is whatever the member's client sent: use it only when it is text.
+    return value if isinstance(value, str) and value else None
 
 
 def origin_of(interaction: discord.Interaction) -> Origin:
@@ -138,34 +227,34 @@ async def submit_and_present(
     await present_job(bot, interaction, result)
 
 
+DESCRIPTIONS = {
+    "prompt": "What the video should show",
+    "model": "Which model makes it",
+    "seconds": "How long it is",
+    "size": "Width x height",
+    "aspect_ratio": "Shape, for models chosen by aspect ratio (instead of a size)",
+    "resolution": "Resolution, for models chosen by resolution (instead of a size)",
+    "reference": "An image to start from (jpeg, png, webp or gif)",
+    "fit": "How the reference is fitted to the size: crop (default) or pad",
+}
+
+
 def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
+    """`/video` as the catalog in use shapes it: its models, durations and sizes as choices
+    (autocomplete past Discord's 25), and aspect ratio and resolution when a model is specified
+    that way. Any change of those changes the command tree's hash, so it is synced again."""
     catalog = bot.catalog
 
-    @app_commands.describe(
-        prompt="What the video should show",
-        model="Which model makes it",
-        seconds="How long it is",
-        size="Width x height",
-        reference="An image to start from (jpeg, png, webp or gif)",
-        fit="How the reference is fitted to the size: crop (default) or pad",
-    )
-    @app_commands.choices(
-        model=model_choices(catalog),
-        seconds=seconds_choices(catalog),
-        size=size_choices(catalog),
-        fit=[
-            app_commands.Choice(name="crop to fill", value="crop"),
-            app_commands.Choice(name="pad with blurred edges", value="pad"),
-        ],
-    )
-    async def video(  # noqa: PLR0917 - Discord passes options as parameters
+    async def run(  # noqa: PLR0917 - one value per option
         interaction: discord.Interaction,
-        prompt: app_commands.Range[str, 1, 4000],
-        model: str | None = None,
-        seconds: str | None = None,
-        size: str | None = None,
-        reference: discord.Attachment | None = None,
-        fit: str | None = None,
+        prompt: str,
+        model: str | None,
+        seconds: str | None,
+        size: str | None,
+        aspect_ratio: str | None,
+        resolution: str | None,
+        reference: discord.Attachment | None,
+        fit: str | None,
     ) -> None:
         # Checks that need no I/O answer at once and privately; everything slower comes after
         # the defer, which must reach Discord within 3 seconds.
@@ -174,13 +263,12 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
         if problem:
             await refuse(interaction, problem)
             return
-        spec = catalog.get(model) if model else catalog.default
-        model_id = model or catalog.default.id
-        secs = seconds or (spec.seconds[0] if spec else "")
-        dims = size or (spec.sizes[0] if spec else "")
-        problem = catalog.check(model_id, secs, dims)
-        if problem:
-            await refuse(interaction, problem)
+        try:
+            picked = catalog.resolve(
+                model, seconds, size, aspect_ratio=aspect_ratio, resolution=resolution
+            )
+        except NotOffered as exc:
+            await refuse(interaction, str(exc))
             return
         async with acknowledged(bot, interaction):
             fitted: ReferenceImage | None = None
@@ -189,18 +277,65 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
                     check_declared_size(reference.size, REFERENCE_LIMIT_BYTES)
                     data = await reference.read()
                     fitted = await fit_reference_async(
-                        data, dims, mode="pad" if fit == "pad" else "crop"
+                        data, picked.size, mode="pad" if fit == "pad" else "crop"
                     )
                 except ReferenceRejected as exc:
                     await refuse(interaction, f"That reference image can't be used: {exc.reason}")
                     return
-            request = CreateVideo(prompt=text, model=model_id, seconds=secs, size=dims)
+            request = CreateVideo(
+                prompt=text, model=picked.model, seconds=picked.seconds, size=picked.size
+            )
             await submit_and_present(bot, interaction, request, fitted)
 
+    async def video_by_shape(  # noqa: PLR0917 - Discord passes options as parameters
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 4000],
+        model: str | None = None,
+        seconds: str | None = None,
+        size: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        reference: discord.Attachment | None = None,
+        fit: str | None = None,
+    ) -> None:
+        await run(
+            interaction, prompt, model, seconds, size, aspect_ratio, resolution, reference, fit
+        )
+
+    async def video_by_size(  # noqa: PLR0917 - Discord passes options as parameters
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 4000],
+        model: str | None = None,
+        seconds: str | None = None,
+        size: str | None = None,
+        reference: discord.Attachment | None = None,
+        fit: str | None = None,
+    ) -> None:
+        await run(interaction, prompt, model, seconds, size, None, None, reference, fit)
+
+    # Aspect ratio and resolution are offered only where some model is specified that way.
+    callback: Callable[..., Coroutine[Any, Any, None]] = (
+        video_by_shape if catalog.by_shape else video_by_size
+    )
+    choices, autocomplete = command_menus(catalog)
+    callback = app_commands.describe(
+        **{k: v for k, v in DESCRIPTIONS.items() if k in inspect.signature(callback).parameters}
+    )(callback)
+    callback = app_commands.choices(
+        **choices,
+        fit=[
+            app_commands.Choice(name="crop to fill", value="crop"),
+            app_commands.Choice(name="pad with blurred edges", value="pad"),
+        ],
+    )(callback)
+    if autocomplete:
+        callback = app_commands.autocomplete(
+            **{option: _autocompleter(catalog, option) for option in autocomplete}
+        )(callback)
     return app_commands.Command(
         name="video",
         description="Generate a video from a prompt",
-        callback=video,
+        callback=callback,
     )
 
 

@@ -43,6 +43,9 @@ class World:
             "discord_guild_ids": [self.guild.id],
             "openai_api_key": SecretStr(API_KEY),
             "openai_base_url": self.sim.base_url,
+            # Named, so the bot does not probe the simulator at start (tests that count its
+            # requests expect none); tests of `auto` say so.
+            "video_api_profile": self.sim.config.profile,
             "data_dir": self.data_dir,
             "poll_interval_seconds": 1.0,
             "openai_max_retries": 2,

@@ -122,3 +122,64 @@ def hang(seconds: float) -> Responder:
         return web.json_response({})
 
     return respond
+
+
+def raw(
+    status: int, body: bytes | str, content_type: str = "application/json", **headers: str
+) -> Responder:
+    """Exactly these bytes (a body no JSON encoder would write: `1e400`, HTML, broken UTF-8)."""
+    data = body.encode() if isinstance(body, str) else body
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            status=status, body=data, headers={"Content-Type": content_type, **headers}
+        )
+
+    return respond
+
+
+@dataclass
+class Stream:
+    """A streamed body: `head`, then `chunk` repeated `repeat` times (None: until the client
+    goes away), `delay` seconds apart. `sent` counts the bytes that left the server, so a test
+    can show the client stopped reading long before the end."""
+
+    status: int = 200
+    head: bytes = b""
+    chunk: bytes = b"\0" * 65536
+    repeat: int | None = None
+    delay: float = 0.0
+    content_type: str = "video/mp4"
+    content_length: int | None = None
+    # Drop the connection after the last chunk instead of ending the body properly.
+    abort: bool = False
+    sent: int = 0
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=self.status, headers={"Content-Type": self.content_type}
+        )
+        if self.content_length is not None:
+            response.content_length = self.content_length
+        try:
+            await response.prepare(request)
+            await response.write(self.head)
+            self.sent += len(self.head)
+            count = 0
+            while self.repeat is None or count < self.repeat:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                await response.write(self.chunk)
+                self.sent += len(self.chunk)
+                count += 1
+            if self.abort and request.transport is not None:
+                request.transport.close()
+            else:
+                await response.write_eof()
+        except ConnectionError:
+            # The client hung up: the point of most of these tests.
+            pass
+        finally:
+            self.finished.set()
+        return response

@@ -42,7 +42,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_defaults_need_no_account() -> None:
     s = load_settings()
     assert s.uses_simulator
-    assert s.openai_base_url == "https://api.openai.com/v1"
+    assert s.openai_base_url is None and s.video_api_profile == "auto"
     assert s.data_dir == Path("./data")
     assert s.discord_token is None
     assert s.capabilities() == PROFILES["openai"]

@@ -265,7 +265,7 @@ async def test_animate_image_refuses_an_impossible_combination_before_any_downlo
     ("profile", "expected"),
     [
         ("openai", {"remix", "extend", "delete"}),
-        ("litellm", {"remix", "delete"}),
+        ("litellm", {"remix"}),
         ("sglang", {"delete"}),
     ],
 )

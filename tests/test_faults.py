@@ -192,3 +192,29 @@ async def test_while_the_video_service_is_down_jobs_wait_and_resume(w: World) ->
         await assert_ledger_balanced(bot.store, jobs)
     creates = [r for r in w.sim.requests if r.method == "POST"]
     assert len(creates) == 2, "each request created exactly once"
+
+
+async def test_ten_jobs_under_5xx_before_and_after_the_service_acts_and_429(w: World) -> None:
+    """20 % 5xx (half of them after the service made the job) and 10 % 429 on every route: each
+    of ten jobs is made once and delivered once. A create answered 5xx before the service acted
+    is looked for and sent again within seconds, not refunded after a long grace period."""
+    count = 10
+    # Each kind of create failure happens at least once, whatever the random draws.
+    w.sim.inject("POST /videos", "500")
+    w.sim.inject("POST /videos", "500_after_action")
+    w.sim.inject("POST /videos", "429")
+    w.sim.inject("POST /videos", "503")
+    # The default grace: a job must settle by being found or sent again, not by a refund.
+    async with w.bot(video_api_profile="openai", create_grace_seconds=600.0) as bot:
+        interactions = await dispatch_many(w, count)
+        await w.wait_for(lambda: all(i.acknowledged for i in interactions), timeout=30)
+        await wait_all_delivered(w, bot.store, count, limit=200)
+        jobs = [j for u in w.users for j in await bot.store.recent_jobs(u.id, 100)]
+        assert len(jobs) == count
+        assert_exactly_once(w, jobs)
+        await assert_ledger_balanced(bot.store, jobs)
+    assert sorted(j.state for j in jobs) == ["succeeded"] * count
+    videos = [m for m in w.messages() if any(a.filename.endswith(".mp4") for a in m.attachments)]
+    assert len(videos) == count
+    made = Counter(v.prompt for v in w.sim.videos.values())
+    assert sorted(made.values()) == [1] * count, made

@@ -646,50 +646,119 @@ async def test_derived_jobs_validate_their_input(
 # ---------------------------------------------------------------------- profiles
 
 
-async def test_litellm_needs_a_provider_header_to_list_and_reports_processing() -> None:
+async def test_litellm_needs_a_provider_to_list_drops_variants_and_refuses_delete() -> None:
     async with running(profile="litellm") as a:
         created = await a.create()
         assert "progress" not in created
         refused = await a.http.get("/videos")
         assert refused.status_code == 400
         assert envelope(refused)["param"] == "custom-llm-provider"
+        assert refused.headers["x-litellm-version"]
         listed = await a.http.get("/videos", headers={"custom-llm-provider": "openai"})
         assert [v["id"] for v in listed.json()["data"]] == [created["id"]]
+        by_query = await a.http.get("/videos", params={"custom_llm_provider": "openai"})
+        assert by_query.status_code == 200
         a.clock.advance(5)
         running_job = await a.get(created["id"])
         assert running_job["status"] == "processing"
         assert "progress" not in running_job
         done = await a.finish(created["id"])
         assert done["status"] == "completed" and "progress" not in done
+        # `variant` is dropped: a thumbnail request answers the mp4.
+        thumb = await a.http.get(
+            f"/videos/{created['id']}/content", params={"variant": "thumbnail"}
+        )
+        assert (thumb.status_code, thumb.headers["content-type"]) == (200, "video/mp4")
         for path in ("/videos/edits", "/videos/extensions"):
             body = {"video": {"id": created["id"]}, "prompt": "p", "seconds": "4"}
-            assert (await a.http.post(path, json=body)).status_code == 404
+            answer = await a.http.post(path, json=body)
+            assert (answer.status_code, answer.json()) == (405, {"detail": "Method Not Allowed"})
+        deleted = await a.http.delete(f"/videos/{created['id']}")
+        assert deleted.status_code == 405
+        assert created["id"] in a.sim.videos
         remix = await a.http.post(f"/videos/{created['id']}/remix", json={"prompt": "p"})
         assert remix.status_code == 200
 
 
-async def test_vllm_omni_creates_from_multipart_only_and_serves_only_the_video() -> None:
-    async with running(profile="vllm-omni") as a:
+async def test_litellm_refuses_a_model_it_does_not_serve_when_checking() -> None:
+    async with running(profile="litellm", served_models=("gemini/veo-3.1",), check_model=True) as a:
+        refused = await a.http.post("/videos", json={"prompt": "p", "model": "sora-2"})
+        assert refused.status_code == 400
+        assert "Invalid model name" in envelope(refused)["message"]
+        served = await a.http.post("/videos", json={"prompt": "p", "model": "gemini/veo-3.1"})
+        assert served.status_code == 200, served.text
+
+
+async def test_vllm_omni_multipart_served_model_integer_codes_and_content_states() -> None:
+    async with running(profile="vllm-omni", served_models=("Wan-AI/Wan2.2-T2V-A14B",)) as a:
         as_json = await a.http.post("/videos", json={"prompt": "p"})
-        assert as_json.status_code == 415
-        envelope(as_json)
+        assert as_json.status_code == 400
+        assert as_json.json()["error"]["code"] == 400
         assert a.sim.videos == {}
         form = await a.http.post(
-            "/videos", files={"prompt": (None, "p"), "size": (None, "1280x720")}
+            "/videos",
+            files={"prompt": (None, "p"), "size": (None, "1280x720"), "model": (None, "sora-2")},
         )
         assert form.status_code == 200, form.text
-        video_id = form.json()["id"]
-        await a.finish(video_id)
-        thumb = await a.http.get(f"/videos/{video_id}/content", params={"variant": "thumbnail"})
+        video = form.json()
+        # The job reports the served model, not the one asked for.
+        assert video["model"] == "Wan-AI/Wan2.2-T2V-A14B"
+        a.clock.advance(5)
+        running_job = await a.get(video["id"])
+        assert (running_job["status"], running_job["progress"]) == ("in_progress", 0)
+        early = await a.http.get(f"/videos/{video['id']}/content")
+        assert early.status_code == 404
+        assert early.json()["error"] == {
+            "message": "Generation is still in-progress",
+            "type": "NotFoundError",
+            "param": None,
+            "code": 404,
+        }
+        done = await a.finish(video["id"])
+        assert done["progress"] == 100 and "inference_time_s" in done
+        thumb = await a.http.get(f"/videos/{video['id']}/content", params={"variant": "thumbnail"})
         assert thumb.status_code == 200
         assert thumb.headers["content-type"] == "video/mp4"
-        for path in (f"/videos/{video_id}/remix", "/videos/edits", "/videos/extensions"):
-            assert (await a.http.post(path, json={"prompt": "p"})).status_code == 404
+        for path in (f"/videos/{video['id']}/remix", "/videos/edits", "/videos/extensions"):
+            gone = await a.http.post(path, json={"prompt": "p"})
+            assert (gone.status_code, gone.json()) == (404, {"detail": "Not Found"})
+        models = (await a.http.get("/models")).json()
+        assert [m["id"] for m in models["data"]] == ["Wan-AI/Wan2.2-T2V-A14B"]
+        deleted = await a.http.delete(f"/videos/{video['id']}")
+        assert deleted.json() == {"id": video["id"], "object": "video.deleted", "deleted": True}
+        assert (await a.http.get(f"/videos/{video['id']}")).json()["error"]["code"] == 404
 
 
-async def test_sglang_never_reports_in_progress_and_deletes_with_the_video_shape() -> None:
-    async with running(profile="sglang") as a:
+async def test_vllm_omni_fails_with_an_integer_code_and_422_content() -> None:
+    async with running(profile="vllm-omni", fail_rate=1.0) as a:
+        form = await a.http.post("/videos", files={"prompt": (None, "p")})
+        video_id = form.json()["id"]
+        a.clock.advance(a.sim.config.job_seconds)
+        failed = await a.get(video_id)
+        assert failed["status"] == "failed"
+        assert isinstance(failed["error"]["code"], int)
+        content = await a.http.get(f"/videos/{video_id}/content")
+        assert content.status_code == 422
+
+
+async def test_vllm_omni_refuses_another_model_in_strict_mode() -> None:
+    async with running(
+        profile="vllm-omni", served_models=("Wan-AI/Wan2.2",), check_model=True
+    ) as a:
+        refused = await a.http.post(
+            "/videos", files={"prompt": (None, "p"), "model": (None, "sora-2")}
+        )
+        assert refused.status_code == 400
+        assert refused.json()["error"]["message"].startswith("Model mismatch")
+
+
+@pytest.mark.parametrize("profile", ["sglang", "fastvideo"])
+async def test_sglang_and_fastvideo_never_report_in_progress_nor_echo_the_prompt(
+    profile: str,
+) -> None:
+    async with running(profile=profile) as a:
         created = await a.create()
+        assert "prompt" not in created
         statuses = []
         for _ in range(4):
             a.clock.advance(2)
@@ -698,25 +767,75 @@ async def test_sglang_never_reports_in_progress_and_deletes_with_the_video_shape
         assert statuses == [("queued", 0)] * 4
         done = await a.finish(created["id"])
         assert (done["status"], done["progress"]) == ("completed", 100)
+        assert "prompt" not in done
 
-        by_name = await a.http.get(f"/videos/{created['id']}/content", params={"variant": "video"})
-        assert by_name.status_code == 400
-        assert envelope(by_name)["param"] == "variant"
+        for name in ("video", "thumbnail"):
+            by_name = await a.http.get(f"/videos/{created['id']}/content", params={"variant": name})
+            assert by_name.status_code == 404
+            assert set(by_name.json()) == {"detail"}
         first = await a.http.get(f"/videos/{created['id']}/content", params={"variant": "0"})
         assert (first.status_code, first.headers["content-type"]) == (200, "video/mp4")
         second = await a.http.get(f"/videos/{created['id']}/content", params={"variant": "1"})
         assert second.status_code == 404
 
         listed = (await a.http.get("/videos", params={"limit": 1})).json()
-        assert "has_more" not in listed
-        assert listed["last_id"] == created["id"]
+        assert set(listed) == {"data"}
+        assert [v["id"] for v in listed["data"]] == [created["id"]]
         for path in (f"/videos/{created['id']}/remix", "/videos/edits", "/videos/extensions"):
             assert (await a.http.post(path, json={"prompt": "p"})).status_code == 404
+        missing = await a.http.get("/videos/video_nope")
+        assert (missing.status_code, set(missing.json())) == (404, {"detail"})
 
         deleted = await a.http.delete(f"/videos/{created['id']}")
         body = deleted.json()
         assert (body["id"], body["object"], body["status"]) == (created["id"], "video", "deleted")
         assert (await a.http.get(f"/videos/{created['id']}")).status_code == 404
+        models = await a.http.get("/models")
+        assert models.status_code == (200 if profile == "sglang" else 404)
+
+
+@pytest.mark.parametrize(
+    ("profile", "config", "needs_key"),
+    [
+        ("fastvideo", {}, False),
+        ("fastvideo", {"api_key": KEY}, False),
+        ("sglang", {}, False),
+        ("sglang", {"api_key": KEY}, True),
+        ("vllm-omni", {}, False),
+        ("vllm-omni", {"api_key": KEY}, True),
+        ("openai", {}, True),
+        ("openai", {"auth": False}, False),
+    ],
+)
+async def test_self_hosted_servers_need_a_key_only_when_started_with_one(
+    profile: str, config: dict[str, Any], needs_key: bool
+) -> None:
+    async with running(profile=profile, **config) as a:
+        keyless = await a.http.get("/videos", headers={"Authorization": ""})
+        assert (keyless.status_code == 401) is needs_key
+        assert (await a.http.get("/videos")).status_code == 200
+
+
+async def test_azure_takes_the_key_in_the_api_key_header_and_reports_the_base_model() -> None:
+    async with running(profile="azure", api_key=KEY, report_model="sora-2") as a:
+        bearer = await a.http.get("/videos")
+        assert bearer.status_code == 401
+        assert bearer.json()["error"]["code"] == "401"
+        assert "subscription key" in bearer.json()["error"]["message"]
+        headers = {"Authorization": "", "api-key": KEY}
+        assert (await a.http.get("/videos", headers=headers)).status_code == 200
+        created = await a.http.post(
+            "/videos", json={"prompt": "p", "model": "my-sora-deployment"}, headers=headers
+        )
+        assert created.json()["model"] == "sora-2"
+        unknown = await a.http.get("/nothing", headers=headers)
+        assert unknown.json() == {"error": {"code": "404", "message": "Resource not found"}}
+
+
+async def test_models_lists_the_served_models_behind_auth(api: Api) -> None:
+    models = await api.http.get("/models")
+    assert [m["id"] for m in models.json()["data"]] == ["sora-2", "sora-2-pro"]
+    assert (await api.http.get("/models", headers={"Authorization": ""})).status_code == 401
 
 
 async def test_the_openai_profile_offers_every_operation(api: Api) -> None:
@@ -930,6 +1049,22 @@ def test_environment_fills_options_the_command_line_left_out() -> None:
         parser.parse_args(["--fail-rate", "1.5"])
 
 
+def test_served_models_and_auth_come_from_flags_or_environment() -> None:
+    from bot.sim.cli import config_from_options
+
+    parser = argparse.ArgumentParser()
+    add_sim_arguments(parser)
+    args = parser.parse_args(["--profile", "vllm-omni", "--models", "Wan-AI/Wan2.2, other"])
+    values = resolve_options(args, {"SIM_CHECK_MODEL": "true", "SIM_AUTH": "no"})
+    config = config_from_options(values)
+    assert config.served_models == ("Wan-AI/Wan2.2", "other")
+    assert (config.check_model, config.auth, config.profile) == (True, False, "vllm-omni")
+    with pytest.raises(SimArgumentError, match="SIM_AUTH"):
+        resolve_options(parser.parse_args([]), {"SIM_AUTH": "maybe"})
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--profile", "nonesuch"])
+
+
 async def _start_cli(*args: str, **env: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -978,6 +1113,7 @@ async def test_the_command_refuses_a_bad_environment_value_in_one_line() -> None
 
 async def test_every_route_takes_injected_faults(api: Api) -> None:
     paths = {
+        "GET /models": "/models",
         "POST /videos": "/videos",
         "GET /videos": "/videos",
         "POST /videos/edits": "/videos/edits",

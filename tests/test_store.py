@@ -1163,3 +1163,99 @@ async def test_a_burst_of_intakes_is_committed_ahead_of_work_already_waiting(
     finally:
         raw.close()
     assert rows == [(n, f"tok-{n}") for n in range(1, 401)]
+
+
+# ---------------------------------------------------------------------- containment (issue 11)
+
+
+async def test_a_database_from_before_send_counting_is_migrated_with_its_sends_counted(
+    db_path: Path,
+) -> None:
+    conn = await connect(db_path)
+    try:
+        await migrate(conn, MIGRATIONS[:2])
+        for sent in (None, T0):
+            await conn.execute(
+                """
+                INSERT INTO jobs (kind, user_id, channel_id, prompt, model, seconds, size,
+                    cost_micros, state, create_attempted_at, created_at, updated_at)
+                VALUES ('create', 1, 10, 'a fox', 'sora-2', '4', '1280x720', 0, 'creating', ?,
+                    ?, ?)
+                """,
+                (sent, T0, T0),
+            )
+    finally:
+        await conn.close()
+    async with await Store.open(db_path) as store:
+        unsent, sent_once = await store.active_jobs()
+    assert (unsent.create_attempts, sent_once.create_attempts) == (0, 1)
+    assert unsent.delivery_retry_at is None
+
+
+async def test_each_send_is_counted_and_a_resend_is_allowed_only_under_the_cap(
+    store: Store, clock: Clock
+) -> None:
+    job = await reserved(store)
+    assert job.create_attempts == 0
+    assert await store.mark_create_attempted(job.id, T0)
+    assert (await must_get(store, job.id)).create_attempts == 1
+    # Connection refused: it reached no server, so it is not counted.
+    assert await store.release_create_attempt(job.id)
+    assert (await must_get(store, job.id)).create_attempts == 0
+    for sends in (1, 2, 3):
+        at = T0 + sends
+        assert await store.mark_create_attempted(job.id, at)
+        assert (await must_get(store, job.id)).create_attempts == sends
+        assert not await store.retry_create(job.id, at - 0.5, 3)  # another send's time
+        if sends < 3:
+            assert await store.retry_create(job.id, at, 3)
+            again = await must_get(store, job.id)
+            assert (again.state, again.create_attempted_at) == ("creating", None)
+    assert not await store.retry_create(job.id, T0 + 3, 3)  # three sends: no fourth
+    assert (await must_get(store, job.id)).create_attempted_at == T0 + 3
+    attached = await store.attach_video(job.id, "v1", "queued", 0)
+    assert attached is not None and attached.create_attempts == 3
+    assert not await store.retry_create(job.id, T0 + 3, 9)  # running: never sent again
+
+
+async def test_a_failed_delivery_waits_for_its_retry_time(store: Store, clock: Clock) -> None:
+    job = await succeeded(store, "v1")
+    assert [j.id for j in await store.due_deliveries()] == [job.id]
+    assert await store.claim_delivery(job.id)
+    assert await store.due_deliveries() == []
+    assert await store.release_claim(job.id, T0 + 60)
+    waiting = await must_get(store, job.id)
+    assert (waiting.delivery_state, waiting.delivery_attempts) == ("pending", 1)
+    assert waiting.delivery_retry_at == T0 + 60
+    assert await store.due_deliveries(T0 + 59) == []
+    assert [j.id for j in await store.due_deliveries(T0 + 60)] == [job.id]
+    # An attempt cut short by a shutdown is not counted.
+    assert await store.claim_delivery(job.id)
+    assert await store.release_claim(job.id, failed=False)
+    assert (await must_get(store, job.id)).delivery_attempts == 1
+
+
+async def test_files_kept_for_a_job_are_listed_until_cleared(store: Store) -> None:
+    job = await succeeded(store, "v1")
+    assert await store.jobs_with_local_files() == []
+    await store.set_local_path(job.id, "/data/videos/job-1.mp4")
+    assert [j.id for j in await store.jobs_with_local_files()] == [job.id]
+    await store.set_local_path(job.id, None)
+    assert await store.jobs_with_local_files() == []
+
+
+async def test_what_the_store_keeps_from_a_server_is_redacted_and_bounded(store: Store) -> None:
+    job = await running(store, "v1")
+    key = "sk-proj-" + "A" * 40
+    status = "moderating\n" + "x" * 500
+    assert await store.update_progress(job.id, status, 10)
+    fresh = await must_get(store, job.id)
+    assert fresh.api_status is not None
+    assert "\n" not in fresh.api_status and len(fresh.api_status) <= 64
+    failed = await store.mark_failed(
+        job.id, f"code {key}", f"Incorrect API key provided: {key}\nBearer abc.def " + "y" * 900
+    )
+    assert failed is not None and failed.error_message is not None
+    assert key not in failed.error_message and key not in (failed.error_code or "")
+    assert "abc.def" not in failed.error_message
+    assert "\n" not in failed.error_message and len(failed.error_message) <= 300

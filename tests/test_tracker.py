@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from bot.api.client import ClientConfig, VideosClient
 from bot.api.profiles import Capabilities
 from bot.store import Job, NewJob, Store
 from bot.tracker import Tracker
-from tests.scripted_api import ScriptedAPI, answer, video
+from tests.scripted_api import Responder, ScriptedAPI, answer, video
 
 
 class Recorder:
@@ -414,3 +415,455 @@ async def test_a_job_being_sent_is_never_sent_again_by_a_tracker_round(
     fresh = await store.get_job(stale.id)
     assert fresh is not None
     assert fresh.api_video_id == "v-only"
+
+
+# ---------------------------------------------------------------------- containment (issue 11)
+
+
+class Clock:
+    """A clock the test moves by hand (and a sleep that moves it, so no test waits)."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def html(status: int = 200) -> Responder:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text="<html>oops</html>", content_type="text/html")
+
+    return respond
+
+
+def deleted(vid: str) -> Responder:
+    return answer(200, {"id": vid, "object": "video.deleted", "deleted": True})
+
+
+async def held(store: Store) -> int:
+    return (await store.ledger_balances()).get("held", 0)
+
+
+async def test_odd_jobs_read_one_by_one_never_stall_the_healthy_ones(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    """One job answering 403, one HTML, one a 500 and one a body that does not validate, beside
+    two healthy ones: the healthy ones finish in the first round; the odd ones stay running, and
+    at their deadline are deleted at the service and refunded."""
+    clock = Clock()
+    deadline = clock.now + 600
+    healthy = [await running_job(store, f"ok{i}", deadline_at=deadline) for i in range(2)]
+    odd = {
+        "forbidden": answer(403, "no access to this video"),
+        "html": html(),
+        "broken": answer(500, "boom"),
+        "invalid": answer(200, {"id": "invalid", "status": {"not": "a status"}}),
+    }
+    odd_jobs = [await running_job(store, vid, deadline_at=deadline) for vid in odd]
+    for vid, responder in odd.items():
+        api.on("GET", f"/videos/{vid}", responder)
+        api.on("DELETE", f"/videos/{vid}", deleted(vid))
+    for job in healthy:
+        vid = job.api_video_id or ""
+        api.on("GET", f"/videos/{vid}", answer(200, video(vid, status="completed", progress=100)))
+    listener = Recorder()
+    tracker = Tracker(store, client_for(http, api.url, list=False), listener, clock=clock)
+
+    stats = await tracker.poll_once()
+    assert tracker.service_ok
+    assert sorted(j.id for j in listener.finished) == sorted(j.id for j in healthy)
+    assert stats.errors == len(odd)
+    for job in odd_jobs:
+        assert (await store.get_job(job.id)).state == "running"  # type: ignore[union-attr]
+    assert not [s for s in api.seen if s.method == "DELETE"]
+    # A job whose read failed is not read again at once (each read may cost retries)...
+    await tracker.poll_once()
+    assert all(api.count("GET", f"/videos/{vid}") == 1 for vid in odd)
+    # ...but soon after, and its deadline applies whether or not it could be read.
+    clock.now += tracker.interval
+    await tracker.poll_once()
+    assert all(api.count("GET", f"/videos/{vid}") == 2 for vid in odd)
+
+    clock.now = deadline + 1
+    await tracker.poll_once()
+    for job in odd_jobs:
+        fresh = await store.get_job(job.id)
+        assert fresh is not None and (fresh.state, fresh.error_code) == ("failed", "deadline")
+        assert api.count("DELETE", f"/videos/{job.api_video_id}") == 1
+    # The healthy ones still hold their cost until delivered; every odd one was refunded.
+    assert await held(store) == len(healthy) * 400_000
+
+
+async def test_odd_items_in_a_listing_are_read_on_their_own(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    """A vLLM-Omni failure (integer error code) and an item that does not parse sit in the list:
+    the others are applied from the page, the unreadable one is read by itself."""
+    now = int(time.time())
+    jobs = {vid: await running_job(store, vid) for vid in ("a", "b", "c", "bad")}
+    page = listing(
+        video("a", status="completed", progress=100, created_at=now),
+        video("b", status="failed", error={"code": 500, "message": "CUDA out of memory"}),
+        video("c", status="in_progress", progress=40, created_at=now),
+        {"id": "bad", "object": "video", "status": {"odd": True}, "created_at": now},
+    )
+    api.on("GET", "/videos", answer(200, page))
+    api.on("GET", "/videos/bad", answer(403, "forbidden"))
+    listener = Recorder()
+    tracker = Tracker(store, client_for(http, api.url), listener)
+    await tracker.poll_once()
+    states = {vid: (await store.get_job(j.id)).state for vid, j in jobs.items()}  # type: ignore[union-attr]
+    assert states == {"a": "succeeded", "b": "failed", "c": "running", "bad": "running"}
+    failed = await store.get_job(jobs["b"].id)
+    assert failed is not None and (failed.error_code, failed.error_message) == (
+        "500",
+        "CUDA out of memory",
+    )
+    assert api.count("GET", "/videos/bad") == 1
+    assert [s.path for s in api.seen if s.path.startswith("/videos/")] == ["/videos/bad"]
+    assert tracker.service_ok
+
+
+async def test_a_listing_that_is_not_json_falls_back_to_reads_for_that_round(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    for i in range(3):
+        await running_job(store, f"v{i}")
+        api.on("GET", f"/videos/v{i}", answer(200, video(f"v{i}", status="completed")))
+    api.on("GET", "/videos", html())
+    listener = Recorder()
+    tracker = Tracker(store, client_for(http, api.url), listener)
+    await tracker.poll_once()
+    assert len(listener.finished) == 3
+    assert tracker.service_ok
+    assert not tracker.list_refused  # only this round: the next one lists again
+
+
+async def test_only_a_round_where_every_call_is_an_outage_means_waiting(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    """Six jobs, all 503: after a few calls in a row found the service down the rest wait for
+    the next round (no retries paid for each), and members see 'waiting'. One job answering 503
+    beside one that answers is that job's problem only."""
+    jobs = [await running_job(store, f"v{i}") for i in range(6)]
+    for job in jobs:
+        api.on("GET", f"/videos/{job.api_video_id}", answer(503, "down"))
+    listener = Recorder()
+    tracker = Tracker(store, client_for(http, api.url, list=False), listener)
+    stats = await tracker.poll_once()
+    assert tracker.service_ok is False
+    assert stats.requests == stats.outages == 3
+    assert {j.state for j in await store.active_jobs()} == {"running"}
+    assert sorted(j.id for j in listener.changed) == [j.id for j in jobs]  # told "waiting"
+
+    api.on("GET", "/videos/v5", answer(200, video("v5", status="in_progress", progress=5)))
+    stats = await tracker.poll_once()
+    assert tracker.service_ok is True
+    # The job that failed last time was read after the others; all six were read this time.
+    assert stats.requests == 6 and stats.outages == 5
+
+
+async def test_a_job_past_its_deadline_is_deleted_at_the_service_before_its_refund(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    job = await running_job(store, "v1", deadline_at=time.time() - 1)
+    api.on("GET", "/videos/v1", answer(200, video("v1", status="processing")))
+    held_at_delete: list[int] = []
+
+    async def delete(request: web.Request) -> web.StreamResponse:
+        held_at_delete.append(await held(store))
+        return await deleted("v1")(request)
+
+    api.on("DELETE", "/videos/v1", delete)
+    await Tracker(store, client_for(http, api.url), Recorder()).poll_once()
+    assert held_at_delete == [400_000]  # the video was deleted while the cost was still held
+    fresh = await store.get_job(job.id)
+    assert fresh is not None and fresh.error_code == "deadline"
+    assert await held(store) == 0
+
+
+async def test_a_failed_delete_at_the_deadline_still_refunds(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    job = await running_job(store, "v1", deadline_at=time.time() - 1)
+    api.on("GET", "/videos/v1", answer(403, "forbidden"))
+    api.on("DELETE", "/videos/v1", answer(500, "cannot delete"))
+    await Tracker(store, client_for(http, api.url), Recorder()).poll_once()
+    assert api.count("DELETE", "/videos/v1") == 1
+    assert (await store.get_job(job.id)).state == "failed"  # type: ignore[union-attr]
+    assert await held(store) == 0
+
+
+async def test_no_delete_where_the_backend_cannot(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    await running_job(store, "v1", deadline_at=time.time() - 1)
+    api.on("GET", "/videos/v1", answer(200, video("v1", status="processing")))
+    await Tracker(store, client_for(http, api.url, delete=False), Recorder()).poll_once()
+    assert api.count("DELETE", "/videos/v1") == 0
+    assert await held(store) == 0
+
+
+class Unruly(Recorder):
+    """A listener that fails for one job's changes and hangs for another's (it must not be
+    awaited inside the round by a well-behaved adapter; the tracker still contains it)."""
+
+    def __init__(self, raising: int) -> None:
+        super().__init__()
+        self.raising = raising
+
+    async def job_changed(self, job: Job) -> None:
+        if job.id == self.raising:
+            raise RuntimeError("edit failed")
+        await super().job_changed(job)
+
+
+async def test_a_listener_that_raises_does_not_end_the_round(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    jobs = [await running_job(store, f"v{i}") for i in range(3)]
+    for job in jobs:
+        vid = job.api_video_id or ""
+        api.on("GET", f"/videos/{vid}", answer(200, video(vid, status="in_progress", progress=50)))
+    listener = Unruly(raising=jobs[0].id)
+    await Tracker(store, client_for(http, api.url, list=False), listener).poll_once()
+    assert sorted(j.id for j in listener.changed) == [jobs[1].id, jobs[2].id]
+    assert {(await store.get_job(j.id)).progress for j in jobs} == {50}  # type: ignore[union-attr]
+
+
+class EditSink:
+    """A delivery sink whose progress edits fail for one job and hang for another, as a
+    Discord that refuses or never answers would."""
+
+    def __init__(self, raising: int, hanging: int) -> None:
+        self.raising = raising
+        self.hanging = hanging
+        self.shown: list[tuple[int, int | None]] = []
+        self.attempted: list[tuple[int, int | None]] = []
+        self.release = asyncio.Event()
+
+    async def show_progress(self, job: Job) -> None:
+        self.attempted.append((job.id, job.progress))
+        if job.id == self.raising and job.progress == 10:
+            raise RuntimeError("Discord said no")
+        if job.id == self.hanging:
+            await self.release.wait()
+        self.shown.append((job.id, job.progress))
+
+    async def send_result(self, job: Job, result: Any) -> int | None:
+        return 1
+
+    async def find_result(self, job: Job) -> int | None:
+        return None
+
+    async def answer_unrecorded(self, intake: Any) -> bool:
+        return True
+
+
+async def test_discord_edits_never_hold_up_the_round(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    from bot.delivery import Deliverer
+
+    jobs = [await running_job(store, f"v{i}") for i in range(3)]
+    raising, hanging, fine = jobs
+    client = client_for(http, api.url, list=False)
+    sink = EditSink(raising=raising.id, hanging=hanging.id)
+    deliverer = Deliverer(store, client, sink, tmp_path)
+    tracker = Tracker(store, client, deliverer)
+
+    def progress(value: int) -> None:
+        for job in jobs:
+            vid = job.api_video_id or ""
+            api.on(
+                "GET",
+                f"/videos/{vid}",
+                answer(200, video(vid, status="in_progress", progress=value)),
+            )
+
+    progress(10)
+    stats = await asyncio.wait_for(tracker.poll_once(), 30)  # a hang would fail here
+    assert stats.changed == 3
+    progress(20)
+    stats = await asyncio.wait_for(tracker.poll_once(), 30)
+    assert stats.changed == 3
+    sink.release.set()
+    await deliverer.tasks.drain()
+    # The failed edit was tried again with the job's next change; the hanging one showed its
+    # newest state once it could (the one in between was superseded); the rest were not held up.
+    assert [p for j, p in sink.attempted if j == raising.id] == [10, 20]
+    assert [p for j, p in sink.shown if j == raising.id] == [20]
+    assert [p for j, p in sink.shown if j == hanging.id] == [10, 20]
+    assert [p for j, p in sink.shown if j == fine.id] == [10, 20]
+
+
+# ---------------------------------------------------------------------- unconfirmed creates
+
+
+async def _service(
+    store: Store, client: VideosClient, tracker: Tracker, tmp_path: Path, clock: Clock
+) -> Any:
+    from bot.catalog import load_catalog
+    from bot.quota import QuotaDefaults, QuotaPolicy
+    from bot.submit import JobService
+
+    policy = QuotaPolicy(store, QuotaDefaults(cooldown_seconds=None, max_concurrent=None))
+    return JobService(
+        store, client, load_catalog(None), tracker, tmp_path, policy=policy, clock=clock
+    )
+
+
+async def _submit(service: Any, prompt: str = "a fox") -> Job:
+    from bot.api.models import CreateVideo
+    from bot.submit import Origin
+
+    request = CreateVideo(prompt=prompt, model="sora-2", seconds="4", size="1280x720")
+    job = await service.submit(Origin(user_id=1, channel_id=2), request)
+    assert isinstance(job, Job)
+    return job
+
+
+async def test_an_unconfirmed_create_shown_not_created_is_sent_again_within_seconds(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    clock = Clock()
+    api.on("POST", "/videos", answer(500, "upstream hiccup"), answer(200, video("v-new")))
+    api.on("GET", "/videos", answer(200, listing()))
+    client = client_for(http, api.url)
+    listener = Recorder()
+    tracker = Tracker(store, client, listener, clock=clock, sleep=clock.sleep)
+    service = await _service(store, client, tracker, tmp_path, clock)
+    started = clock.now
+    job = await _submit(service)
+    assert job.state == "creating" and job.create_attempts == 1
+    await tracker.looks.drain()
+    fresh = await store.get_job(job.id)
+    assert fresh is not None and (fresh.state, fresh.api_video_id) == ("running", "v-new")
+    assert fresh.create_attempts == 2
+    assert api.count("POST", "/videos") == 2
+    # Two clean reads, at least ten seconds apart, before the second send; no more.
+    assert api.count("GET", "/videos") == 2
+    assert 10 <= clock.now - started < 30
+    # The member saw that it was being sent again.
+    retrying = [j for j in listener.changed if j.id == job.id and j.create_attempted_at is None]
+    assert retrying and "Retrying" in _status_of(retrying[0])
+
+
+def _status_of(job: Job) -> str:
+    from bot.jobview import job_view
+
+    return job_view(job, now=time.time()).status
+
+
+async def test_an_unconfirmed_create_is_adopted_when_found_never_another_requests(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    clock = Clock()
+    other = await running_job(store, "v-other")  # the same prompt, owned by another request
+    now = int(clock.now)
+    api.on("POST", "/videos", answer(500, "upstream hiccup"))
+    api.on(
+        "GET",
+        "/videos",
+        answer(200, listing(video("v-other", created_at=now), video("v-mine", created_at=now))),
+    )
+    client = client_for(http, api.url)
+    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    service = await _service(store, client, tracker, tmp_path, clock)
+    job = await _submit(service)
+    await tracker.looks.drain()
+    fresh = await store.get_job(job.id)
+    assert fresh is not None and (fresh.state, fresh.api_video_id) == ("running", "v-mine")
+    assert (await store.get_job(other.id)).api_video_id == "v-other"  # type: ignore[union-attr]
+    assert api.count("POST", "/videos") == 1
+
+
+async def test_another_requests_video_is_never_taken_for_an_unconfirmed_create(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    clock = Clock()
+    await running_job(store, "v-other")
+    api.on("POST", "/videos", answer(500, "upstream hiccup"), answer(200, video("v-new")))
+    api.on("GET", "/videos", answer(200, listing(video("v-other", created_at=int(clock.now)))))
+    client = client_for(http, api.url)
+    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    service = await _service(store, client, tracker, tmp_path, clock)
+    job = await _submit(service)
+    await tracker.looks.drain()
+    fresh = await store.get_job(job.id)
+    assert fresh is not None and fresh.api_video_id == "v-new"
+    assert api.count("POST", "/videos") == 2
+
+
+async def test_a_create_never_confirmed_is_sent_at_most_three_times(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    clock = Clock()
+    api.on("POST", "/videos", answer(502, "bad gateway"))
+    api.on("GET", "/videos", answer(200, listing()))
+    client = client_for(http, api.url)
+    listener = Recorder()
+    tracker = Tracker(store, client, listener, clock=clock, sleep=clock.sleep)
+    service = await _service(store, client, tracker, tmp_path, clock)
+    job = await _submit(service)
+    await tracker.looks.drain()
+    await tracker.poll_once()  # nothing more is sent by a later round either
+    await tracker.looks.drain()
+    fresh = await store.get_job(job.id)
+    assert fresh is not None and (fresh.state, fresh.error_code) == ("failed", "create_unconfirmed")
+    assert fresh.create_attempts == 3
+    assert api.count("POST", "/videos") == 3
+    assert await held(store) == 0
+    assert [j.id for j in listener.finished] == [job.id]
+
+
+async def test_an_ambiguous_search_never_counts_as_not_created(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    clock = Clock()
+    now = int(clock.now)
+    api.on("POST", "/videos", answer(500, "upstream hiccup"))
+    # Two unowned videos that could both be it: neither is adopted, nothing is sent again.
+    api.on(
+        "GET",
+        "/videos",
+        answer(200, listing(video("x1", created_at=now), video("x2", created_at=now))),
+    )
+    client = client_for(http, api.url)
+    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep, create_grace=600)
+    service = await _service(store, client, tracker, tmp_path, clock)
+    job = await _submit(service)
+    await tracker.looks.drain()
+    clock.now += 30
+    await tracker.poll_once()
+    await tracker.looks.drain()
+    assert (await store.get_job(job.id)).state == "creating"  # type: ignore[union-attr]
+    clock.now += 600
+    await tracker.poll_once()
+    fresh = await store.get_job(job.id)
+    assert fresh is not None and (fresh.state, fresh.error_code) == ("failed", "create_unconfirmed")
+    assert api.count("POST", "/videos") == 1
+    assert await held(store) == 0
+
+
+async def test_a_backend_that_cannot_list_tells_the_member_at_once(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    from bot.jobview import job_view
+
+    clock = Clock()
+    api.on("POST", "/videos", answer(500, "upstream hiccup"))
+    client = client_for(http, api.url, list=False)
+    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    service = await _service(store, client, tracker, tmp_path, clock)
+    job = await _submit(service)
+    assert (job.state, job.error_code) == ("failed", "create_unconfirmed")
+    assert job_view(job, now=clock.now).note == (
+        "The video service did not confirm the request; nothing was charged to you."
+    )
+    assert await held(store) == 0
+    assert api.count("GET", "/videos") == 0

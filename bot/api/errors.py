@@ -1,17 +1,28 @@
 """One exception hierarchy for the Videos API, mapped in one place from responses and transport
 errors.
 
-Messages carry what the server said and never a request header, so an API key cannot leak through
-an exception's text or repr.
+A server's words are untrusted: an error's message is the server's text only after redaction (no
+key, no token, one bounded line; an HTML page becomes "HTTP 502 from the video service"), and what
+the bot shows people comes from `describe_error`, which uses the bot's own wording wherever the
+server's text says nothing useful to them (401, 403, 5xx).
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
+import math
 import time
 from typing import Any
 
 import httpx
+
+from bot.redact import redact
+
+# A server's error text is kept to this many characters (after folding onto one line).
+MESSAGE_LIMIT = 300
+# Codes, types and params are identifiers, never prose.
+_FIELD_LIMIT = 64
 
 
 class VideoAPIError(Exception):
@@ -119,39 +130,89 @@ _BY_STATUS: dict[int, type[VideoAPIError]] = {
 }
 
 
+def _finite_seconds(text: str, scale: float = 1.0) -> float | None:
+    # A header is the server's word: "inf", "nan", "1e400" or a negative number means nothing.
+    try:
+        value = float(text) / scale
+    except (ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
-    """Seconds to wait from `Retry-After` (seconds or HTTP date) or `retry-after-ms`."""
+    """Seconds to wait from `Retry-After` (seconds or HTTP date) or `retry-after-ms`; None when
+    absent or not a finite, non-negative number (callers cap it)."""
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+        seconds = _finite_seconds(ms, 1000)
+        if seconds is not None:
+            return seconds
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _finite_seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
 
 
-def error_from_response(response: httpx.Response) -> VideoAPIError:
-    """Map a non-2xx response (its body already read) to the hierarchy."""
-    status = response.status_code
-    message, etype, param, code = _envelope(response)
+def error_from_parts(status: int, headers: httpx.Headers, body: bytes) -> VideoAPIError:
+    """Map a non-2xx answer to the hierarchy from its status, headers and (bounded) body."""
+    message, etype, param, code = _envelope(status, headers.get("content-type", ""), body)
     kwargs: dict[str, Any] = {"status": status, "type": etype, "param": param, "code": code}
     if status == 429:
-        return RateLimitError(message, retry_after=parse_retry_after(response.headers), **kwargs)
+        return RateLimitError(message, retry_after=parse_retry_after(headers), **kwargs)
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else BadRequestError
     return cls(message, **kwargs)
+
+
+def error_from_response(response: httpx.Response) -> VideoAPIError:
+    """Map a non-2xx response (its body already read, and bounded by the caller) to the
+    hierarchy."""
+    return error_from_parts(response.status_code, response.headers, response.content)
+
+
+def redirect_error(status: int) -> InvalidResponseError:
+    """A 3xx: never followed (it could lead anywhere, with the key) and never content."""
+    return InvalidResponseError(
+        f"the video service answered with a redirect (HTTP {status})", status=status
+    )
+
+
+def describe_error(err: VideoAPIError) -> str:
+    """The bot's own one-line wording for `err`, for people (no markup).
+
+    The server's text is used only where it says something a member can act on (a 400-family
+    answer: validation, moderation), and then only after redaction. For 401, 403 and 5xx it
+    never is: OpenAI's 401 text quotes part of the key, and a gateway may echo the headers.
+    """
+    status = err.status
+    if isinstance(err, CreateOutcomeUnknown):
+        return f"the video service did not confirm the request ({describe_error(err.cause)})"
+    if isinstance(err, AuthenticationError):
+        return (
+            "the video service refused the bot's key (HTTP 401): "
+            "check OPENAI_API_KEY and OPENAI_AUTH_HEADER"
+        )
+    if isinstance(err, PermissionDeniedError):
+        return "the video service does not allow this for the bot's key (HTTP 403)"
+    if isinstance(err, ServerError):
+        return f"the video service had an internal error (HTTP {status})"
+    if isinstance(err, APITimeoutError):
+        return "the video service could not be reached: it did not answer in time"
+    if isinstance(err, APIConnectionError):
+        return "the video service could not be reached"
+    if isinstance(err, RateLimitError):
+        return "the video service is busy and asked the bot to slow down (HTTP 429)"
+    if isinstance(err, NotFoundError):
+        return "the video service does not have this video (HTTP 404)"
+    return redact(err.message, MESSAGE_LIMIT) or type(err).__name__
 
 
 def error_from_transport(exc: httpx.TransportError, *, sent: bool) -> VideoAPIError:
@@ -162,29 +223,69 @@ def error_from_transport(exc: httpx.TransportError, *, sent: bool) -> VideoAPIEr
     return APIConnectionError(f"could not reach the video service ({name})", sent=sent)
 
 
-def _envelope(response: httpx.Response) -> tuple[str, str | None, str | None, str | None]:
+def _envelope(
+    status: int, content_type: str, body: bytes
+) -> tuple[str, str | None, str | None, str | None]:
     # The API's envelope is {error: {message, type, param, code}}; gateways sometimes send
     # {message}, {detail} or plain text instead, which must still become a readable message.
-    fallback = f"HTTP {response.status_code} from the video service"
+    # Every piece is redacted and bounded here, so no caller can pass on a server's raw words.
+    fallback = f"HTTP {status} from the video service"
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text or _looks_like_markup(content_type, text):
+        return fallback, None, None, None
     try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return (text[:300] or fallback), None, None, None
-    if isinstance(body, dict):
-        err = body.get("error", body)
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return _message(text, fallback), None, None, None
+    if isinstance(parsed, dict):
+        err = parsed.get("error", parsed)
         if isinstance(err, dict):
-            message = err.get("message") or err.get("detail") or fallback
+            message = err.get("message") or err.get("detail") or err.get("error")
             return (
-                str(message)[:1000],
-                _opt_str(err.get("type")),
-                _opt_str(err.get("param")),
-                _opt_str(err.get("code")),
+                _message(message, fallback),
+                scalar_text(err.get("type")),
+                scalar_text(err.get("param")),
+                scalar_text(err.get("code")),
             )
         if isinstance(err, str):
-            return err[:1000], None, None, None
+            return _message(err, fallback), None, None, None
     return fallback, None, None, None
 
 
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
+def _looks_like_markup(content_type: str, text: str) -> bool:
+    # An HTML page (a proxy's error page, a login form) says nothing a person should read.
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind in {"text/html", "application/xhtml+xml", "text/xml", "application/xml"} or (
+        text.startswith("<")
+    )
+
+
+def _message(value: object, fallback: str) -> str:
+    if isinstance(value, list | tuple) and value:
+        # FastAPI's 422: {"detail": [{"loc": [...], "msg": "..."}]}: its first entry says enough.
+        first = value[0]
+        value = first.get("msg") if isinstance(first, dict) else first
+    if value is None or isinstance(value, dict | list | tuple):
+        return fallback
+    text = value if isinstance(value, str) else scalar_text(value, MESSAGE_LIMIT)
+    return redact(text, MESSAGE_LIMIT) or fallback
+
+
+def scalar_text(value: object, limit: int = _FIELD_LIMIT) -> str | None:
+    """A scalar from a server as bounded, redacted one-line text: a string, or an int, float or
+    bool written out (vLLM-Omni sends integer error codes); anything else (objects, lists,
+    null, non-finite numbers) is None."""
+    text: str | None
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value) if abs(value) < 10**18 else None
+    elif isinstance(value, float) and math.isfinite(value):
+        text = str(int(value)) if value.is_integer() else repr(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = None
+    if text is None:
+        return None
+    return redact(text, limit) or None

@@ -2,16 +2,26 @@
 
 Code that uses an optional operation asks the profile first, so one bot serves OpenAI-shaped
 servers that differ in small ways. Every capability can also be overridden one by one in settings.
+The values come from each server's source (see the README's profiles table): where a server cannot
+do something, the bot must not ask, because the answer would be an error or, worse, the wrong thing
+(a gateway that drops `variant` answers a thumbnail request with the mp4).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-ProfileName = Literal["openai", "litellm", "vllm-omni", "sglang"]
+ProfileName = Literal["openai", "azure", "litellm", "vllm-omni", "sglang", "fastvideo"]
+# What VIDEO_API_PROFILE may say: a profile, `auto` (probe the server at start) or `simulator`
+# (the built-in simulator even though a server is configured).
+ProfileSetting = Literal[
+    "auto", "simulator", "openai", "azure", "litellm", "vllm-omni", "sglang", "fastvideo"
+]
+PROFILE_NAMES: tuple[ProfileName, ...] = get_args(ProfileName)
 CreateEncoding = Literal["json", "multipart"]
+AuthHeader = Literal["authorization", "api-key"]
 
 
 class Capabilities(BaseModel):
@@ -19,7 +29,8 @@ class Capabilities(BaseModel):
 
     # How a create without a reference image is encoded (with one it is always multipart).
     create_encoding: CreateEncoding = "json"
-    # Whether `?variant=` may be sent; where not, only the video itself is downloadable.
+    # Whether `?variant=` may be sent; where not, only the video itself is downloadable and the
+    # thumbnail is made locally from its first frame (bot/thumbnail.py).
     variants: bool = True
     list: bool = True
     # Whether list pages carry `has_more`; where not, a short page ends the listing.
@@ -40,33 +51,61 @@ class Capabilities(BaseModel):
     list_headers: dict[str, str] = {}
 
 
+_SELF_HOSTED = {
+    "variants": False,
+    "list_has_more": False,
+    "remix": False,
+    "edits": False,
+    "extensions": False,
+    # Queued, then completed: progress goes 0 -> 100 with nothing between.
+    "progress": False,
+    "echoes_prompt": False,
+}
+
 PROFILES: dict[ProfileName, Capabilities] = {
     "openai": Capabilities(),
+    # The model sent is the deployment's name; the job may name the base model instead.
+    "azure": Capabilities(reports_requested_model=False),
+    # LiteLLM drops `variant` (a thumbnail request answers the mp4), has no DELETE route, no
+    # edits or extensions, reports Veo jobs as `processing` without progress, and can list only
+    # where the owner names a provider that can (VIDEO_API_LIST_HEADERS turns listing on).
     "litellm": Capabilities(
+        variants=False,
+        list=False,
+        delete=False,
         edits=False,
         extensions=False,
         progress=False,
-        list_headers={"custom-llm-provider": "openai"},
     ),
+    # Multipart creates only; the job reports the served model; DELETE cancels; no variants.
     "vllm-omni": Capabilities(
         create_encoding="multipart",
         variants=False,
         remix=False,
         edits=False,
         extensions=False,
+        progress=False,
+        reports_requested_model=False,
     ),
-    "sglang": Capabilities(
-        variants=False,
-        list_has_more=False,
-        remix=False,
-        edits=False,
-        extensions=False,
-    ),
+    # DELETE removes the record and answers the video object with status `deleted`.
+    "sglang": Capabilities.model_validate(_SELF_HOSTED),
+    "fastvideo": Capabilities.model_validate(_SELF_HOSTED),
+}
+
+# How each profile expects the key when OPENAI_AUTH_HEADER does not say.
+DEFAULT_AUTH_HEADERS: dict[ProfileName, AuthHeader] = {
+    name: ("api-key" if name == "azure" else "authorization") for name in PROFILE_NAMES
 }
 
 
 def capabilities(name: ProfileName, overrides: dict[str, object] | None = None) -> Capabilities:
-    """The profile's capabilities with any non-None per-setting overrides applied."""
+    """The profile's capabilities with any non-None per-setting overrides applied.
+
+    Naming list headers turns listing on unless the list override says otherwise: a gateway that
+    lists only for a named provider (LiteLLM) can list once the owner names one.
+    """
     base = PROFILES[name]
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if changes.get("list_headers") and "list" not in changes:
+        changes["list"] = True
     return Capabilities.model_validate({**base.model_dump(), **changes}) if changes else base

@@ -82,6 +82,22 @@ def _text(value: str) -> str:
     return value
 
 
+def _names(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise ValueError("name at least one model")
+    return names
+
+
+def _flag(value: str) -> bool:
+    text = value.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"must be true or false, got {value}")
+
+
 OPTIONS = (
     _Option("--host", _text, "127.0.0.1", "address to listen on"),
     _Option("--port", _port, 8765, "port to listen on (0 picks a free one)"),
@@ -101,6 +117,18 @@ OPTIONS = (
     _Option("--server-error-rate", _share, 0.0, "share of requests answered 5xx (0-1)"),
     _Option("--latency-ms", _non_negative, 0.0, "delay added to every request"),
     _Option("--api-key", _text, None, "the only key accepted (default: any non-empty key)"),
+    _Option(
+        "--auth",
+        _flag,
+        None,
+        "whether a key is needed (default: the profile's way; fastvideo never, vllm-omni and "
+        "sglang only with --api-key)",
+    ),
+    _Option(
+        "--models", _names, None, "served models, comma-separated (default: sora-2,sora-2-pro)"
+    ),
+    _Option("--check-model", _flag, False, "refuse a create naming a model not served"),
+    _Option("--report-model", _text, None, "the model jobs report (azure: a deployment's base)"),
     _Option("--cache-dir", Path, None, "where rendered media is kept (default: a temporary dir)"),
     _Option("--poll-after-ms", int, None, "send openai-poll-after-ms with every retrieve"),
     _Option("--fps", _fps, 12, "frame rate of rendered videos"),
@@ -160,6 +188,9 @@ def config_from_options(values: Mapping[str, Any]) -> SimConfig:
         profile=values["profile"],
         poll_after_ms=values["poll_after_ms"],
         api_key=values["api_key"],
+        auth=values["auth"],
+        check_model=values["check_model"],
+        report_model=values["report_model"],
         fail_rate=values["fail_rate"],
         fail_code=values["fail_code"],
         moderation_word=values["moderation_word"],
@@ -172,6 +203,8 @@ def config_from_options(values: Mapping[str, Any]) -> SimConfig:
         cache_dir=values["cache_dir"],
         log_requests=True,
     )
+    if values["models"] is not None:
+        config.served_models = values["models"]
     if values["fail_message"] is not None:
         config.fail_message = values["fail_message"]
     return config

@@ -28,6 +28,7 @@ from aiohttp import web
 from bot.api.profiles import ProfileName
 from bot.sim import media
 from bot.sim.wire import (
+    AZURE_AUTH_MESSAGE,
     DEFAULT_MODEL,
     DEFAULT_SECONDS,
     DEFAULT_SIZE,
@@ -43,11 +44,13 @@ from bot.sim.wire import (
     VARIANTS,
     WRONG_KEY_MESSAGE,
     ApiError,
+    ErrorShape,
     Reference,
     check_reference,
     choice_field,
     no_such_video,
     not_found_route,
+    offered_default,
     parse_json_object,
     parse_limit,
     parse_size,
@@ -74,6 +77,7 @@ FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 
 # The routes faults can be injected into, as `METHOD /path` below /v1.
 ROUTES = (
+    "GET /models",
     "POST /videos",
     "GET /videos",
     "POST /videos/edits",
@@ -83,18 +87,38 @@ ROUTES = (
     "GET /videos/{id}/content",
     "POST /videos/{id}/remix",
 )
+_NO_DERIVED = frozenset(
+    {"POST /videos/{id}/remix", "POST /videos/edits", "POST /videos/extensions"}
+)
+# Routes a profile's server does not have: a 404 (no such route).
 _UNSUPPORTED: dict[str, frozenset[str]] = {
     "openai": frozenset(),
-    "litellm": frozenset({"POST /videos/edits", "POST /videos/extensions"}),
-    "vllm-omni": frozenset(
-        {"POST /videos/{id}/remix", "POST /videos/edits", "POST /videos/extensions"}
-    ),
-    "sglang": frozenset(
-        {"POST /videos/{id}/remix", "POST /videos/edits", "POST /videos/extensions"}
-    ),
+    "azure": frozenset(),
+    "litellm": frozenset(),
+    "vllm-omni": _NO_DERIVED,
+    "sglang": _NO_DERIVED,
+    "fastvideo": _NO_DERIVED | {"GET /models"},
+}
+# Routes LiteLLM's proxy knows but refuses with 405 (it has no delete, edits or extensions).
+_NOT_ALLOWED: dict[str, frozenset[str]] = {
+    "litellm": frozenset({"DELETE /videos/{id}", "POST /videos/edits", "POST /videos/extensions"}),
 }
 # Profiles that, like the reference API, refuse parameters they do not know.
-_STRICT_PROFILES = frozenset({"openai", "litellm"})
+_STRICT_PROFILES = frozenset({"openai", "azure", "litellm"})
+# Each profile's error envelope.
+_ERROR_SHAPES: dict[str, ErrorShape] = {
+    "openai": "openai",
+    "azure": "openai",
+    "litellm": "openai",
+    "vllm-omni": "vllm",
+    "sglang": "fastapi",
+    "fastvideo": "fastapi",
+}
+# Servers built on FastAPI answer an unknown route with its own `{"detail": "Not Found"}`.
+_FASTAPI_PROFILES = frozenset({"litellm", "vllm-omni", "sglang", "fastvideo"})
+# Self-hosted servers whose jobs never say `in_progress` and do not echo the prompt.
+_QUEUED_THEN_DONE = frozenset({"sglang", "fastvideo"})
+LITELLM_VERSION = "1.80.0"
 
 # The first share of a job's time it reports `queued`; a failing job fails at FAIL_AT of its time.
 QUEUED_SHARE = 0.1
@@ -146,6 +170,21 @@ class SimConfig:
     pad_video_bytes: int = 0
     # Log every request at INFO (the command line does; in-process use stays quiet).
     log_requests: bool = False
+    # The models GET /models lists (and, with `check_model`, the only ones a create may name).
+    served_models: tuple[str, ...] = ("sora-2", "sora-2-pro")
+    # Refuse a create naming a model not served, as LiteLLM ("Invalid model name") and the
+    # newest vLLM-Omni ("Model mismatch") do.
+    check_model: bool = False
+    # The model a job reports instead of the one asked for: a deployment's base model (azure).
+    # vLLM-Omni always reports its served model (the first of `served_models`).
+    report_model: str | None = None
+    # Whether a key is needed: None = the profile's way (fastvideo never; vllm-omni and sglang
+    # only when `api_key` is set; the others always, any non-empty key unless `api_key` is set).
+    auth: bool | None = None
+    # The durations and sizes a create may ask for: the bot's embedded simulator takes those of
+    # the catalog in use; the default is the reference API's.
+    seconds: tuple[str, ...] = SECONDS
+    sizes: tuple[str, ...] = SIZES
 
 
 class SimClock:
@@ -282,6 +321,8 @@ class SimServer:
         add("DELETE", "/v1/videos/{video_id}", self._delete)
         add("GET", "/v1/videos/{video_id}/content", self._content)
         add("POST", "/v1/videos/{video_id}/remix", self._remix)
+        if "GET /models" not in _UNSUPPORTED[self.config.profile]:
+            add("GET", "/v1/models", self._models)
         add("*", "/{tail:.*}", self._unknown_route)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
@@ -356,16 +397,21 @@ class SimServer:
             del self.requests[: REQUEST_LOG_MAX // 2]
         self.requests.append(entry)
         request[_ENTRY] = entry
+        shape = _ERROR_SHAPES[self.config.profile]
         try:
             response = await self._answer(request, handler, entry)
         except ApiError as exc:
-            response = exc.response()
+            response = exc.response(shape)
         except web.HTTPException as exc:
             # aiohttp's own refusals (a body over the size limit, say) in the API's envelope.
-            response = ApiError(exc.status, exc.reason or "request refused").response()
+            response = ApiError(exc.status, exc.reason or "request refused").response(shape)
         except Exception:
             log.exception("simulator failed on %s %s", request.method, request.path)
-            response = ApiError(500, SERVER_ERROR_MESSAGE, type="server_error").response()
+            response = ApiError(500, SERVER_ERROR_MESSAGE, type="server_error").response(shape)
+        if self.config.profile == "litellm" and not response.prepared:
+            # LiteLLM's proxy stamps its answers; a client can tell it apart by these.
+            response.headers["x-litellm-version"] = LITELLM_VERSION
+            response.headers["x-litellm-call-id"] = f"{self._rng.getrandbits(128):032x}"
         if not request.get(_DROPPED):
             entry.status = response.status
         if self.config.log_requests:
@@ -403,7 +449,7 @@ class SimServer:
         try:
             response = await handler(request)
         except ApiError as exc:
-            response = exc.response()
+            response = exc.response(_ERROR_SHAPES[cfg.profile])
         if fault == "500_after_action":
             raise _fault_error("500", cfg.retry_after_seconds)
         if fault in ("drop_after_action", "hang_after_action"):
@@ -423,24 +469,50 @@ class SimServer:
             request.transport.abort()
         return web.Response(status=204)
 
+    def _auth_required(self) -> bool:
+        cfg = self.config
+        if cfg.auth is not None:
+            return cfg.auth
+        if cfg.profile == "fastvideo":
+            return False
+        if cfg.profile in ("vllm-omni", "sglang"):
+            return cfg.api_key is not None
+        return True
+
     def _check_auth(self, request: web.Request) -> None:
+        if not self._auth_required():
+            return
+        expected = self.config.api_key
         key = request.headers.get("api-key", "").strip()
+        if self.config.profile == "azure":
+            # Azure takes the key in `api-key` (Bearer only carries an Entra token).
+            if not key or (expected is not None and key != expected):
+                raise ApiError(401, AZURE_AUTH_MESSAGE, code="401", shape="azure")
+            return
         scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             key = token.strip()
         if not key:
             raise ApiError(401, MISSING_KEY_MESSAGE)
-        expected = self.config.api_key
         if expected is not None and key != expected:
             raise ApiError(401, WRONG_KEY_MESSAGE, code="invalid_api_key")
 
     def _require_route(self, request: web.Request) -> None:
         route = request[_ENTRY].route
+        if route in _NOT_ALLOWED.get(self.config.profile, ()):
+            raise ApiError(405, "Method Not Allowed", shape="fastapi")
         if route in _UNSUPPORTED[self.config.profile]:
-            raise not_found_route(request.method, request.path)
+            raise self._no_route(request)
+
+    def _no_route(self, request: web.Request) -> ApiError:
+        if self.config.profile in _FASTAPI_PROFILES:
+            return ApiError(404, "Not Found", shape="fastapi")
+        if self.config.profile == "azure":
+            return ApiError(404, "Resource not found", code="404", shape="azure")
+        return not_found_route(request.method, request.path)
 
     async def _unknown_route(self, request: web.Request) -> web.StreamResponse:
-        raise not_found_route(request.method, request.path)
+        raise self._no_route(request)
 
     # ------------------------------------------------------------------ request bodies
 
@@ -620,13 +692,51 @@ class SimServer:
             "error": dict(video.error) if video.error is not None else None,
         }
         profile = self.config.profile
+        body["model"] = self._reported_model(video.model)
         if profile == "litellm":
+            # Veo-like jobs through LiteLLM: `processing`, and no progress until done.
             if video.status == "in_progress":
                 body["status"] = "processing"
             del body["progress"]
-        elif profile == "sglang" and video.status == "in_progress":
-            body["status"], body["progress"] = "queued", 0
+        elif profile in _QUEUED_THEN_DONE:
+            if video.status == "in_progress":
+                body["status"], body["progress"] = "queued", 0
+            del body["prompt"]
+        elif profile == "vllm-omni":
+            if video.status in ("queued", "in_progress"):
+                body["progress"] = 0
+            if video.error is not None:
+                # vLLM-Omni's failed job: the code is an integer.
+                body["error"] = {"code": 500, "message": video.error["message"]}
+            if video.status == "completed":
+                body["inference_time_s"] = round(video.job_seconds, 2)
+                body["stage_durations"] = {"denoise": round(video.job_seconds, 2)}
+                body["peak_memory_mb"] = 20480
         return body
+
+    def _reported_model(self, requested: str) -> str:
+        cfg = self.config
+        if cfg.profile == "vllm-omni" and cfg.served_models:
+            return cfg.served_models[0]
+        if cfg.profile == "azure" and cfg.report_model:
+            return cfg.report_model
+        return requested
+
+    def _check_model(self, model: str) -> None:
+        cfg = self.config
+        if not cfg.check_model or model in cfg.served_models:
+            return
+        served = ", ".join(cfg.served_models)
+        if cfg.profile == "vllm-omni":
+            message = f"Model mismatch: this server serves {served}, not {model!r}."
+        elif cfg.profile == "litellm":
+            message = (
+                f"Invalid model name passed in model={model}. Call `/v1/models` to view "
+                "available models for your key."
+            )
+        else:
+            message = f"The model '{model}' does not exist or you do not have access to it."
+        raise ApiError(400, message, param="model", code="model_not_found")
 
     def _get(self, request: web.Request) -> SimVideo:
         video_id = request.match_info["video_id"]
@@ -655,15 +765,19 @@ class SimServer:
         fields, is_json = await self._read_fields(request)
         if is_json and self.config.profile == "vllm-omni":
             raise ApiError(
-                415,
-                "Unsupported Media Type: this server accepts video creates as multipart/form-data.",
-                code="unsupported_media_type",
+                400,
+                "Video generation requests must be sent as multipart/form-data.",
+                type="BadRequestError",
             )
         self._strict(fields, {"prompt", "model", "seconds", "size", "input_reference"})
         prompt = prompt_field(fields)
         model = string_field(fields, "model", required=False) or DEFAULT_MODEL
-        seconds = choice_field(fields, "seconds", SECONDS, DEFAULT_SECONDS)
-        size = choice_field(fields, "size", SIZES, DEFAULT_SIZE)
+        self._check_model(model)
+        cfg = self.config
+        seconds = choice_field(
+            fields, "seconds", cfg.seconds, offered_default(cfg.seconds, DEFAULT_SECONDS)
+        )
+        size = choice_field(fields, "size", cfg.sizes, offered_default(cfg.sizes, DEFAULT_SIZE))
         reference: Reference | None = None
         raw = fields.get("input_reference")
         if isinstance(raw, web.FileField):
@@ -755,9 +869,24 @@ class SimServer:
             headers[POLL_AFTER_HEADER] = str(int(self.config.poll_after_ms))
         return web.json_response(self._present(video), headers=headers)
 
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        owner = {"litellm": "openai", "vllm-omni": "vllm-omni", "sglang": "sglang"}
+        data = [
+            {
+                "id": model,
+                "object": "model",
+                "created": int(self._clock()),
+                "owned_by": owner.get(self.config.profile, "system"),
+            }
+            for model in self.config.served_models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
     async def _list(self, request: web.Request) -> web.StreamResponse:
         cfg = self.config
-        if cfg.profile == "litellm" and not request.headers.get("custom-llm-provider", "").strip():
+        provider = request.headers.get("custom-llm-provider", "")
+        provider = provider or request.query.get("custom_llm_provider", "")
+        if cfg.profile == "litellm" and not provider.strip():
             raise ApiError(
                 400,
                 "Missing header 'custom-llm-provider': say which provider's videos to list "
@@ -787,15 +916,19 @@ class SimServer:
             "last_id": page[-1]["id"] if page else None,
             "has_more": len(live) > limit,
         }
-        if cfg.profile == "sglang":
-            del body["has_more"]
+        if cfg.profile in _QUEUED_THEN_DONE:
+            # SGLang and FastVideo answer `{data}` alone.
+            body = {"data": page}
         return web.json_response(body)
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
+        self._require_route(request)
         video = self._get(request)
+        # vLLM-Omni cancels a queued or running job; the others forget it (SGLang's render goes
+        # on regardless, which a simulator need not copy).
         del self.videos[video.id]
         video.reference = None
-        if self.config.profile == "sglang":
+        if self.config.profile in _QUEUED_THEN_DONE:
             body = self._present(video)
             body["status"] = "deleted"
             return web.json_response(body)
@@ -804,6 +937,12 @@ class SimServer:
     async def _content(self, request: web.Request) -> web.StreamResponse:
         video = self._get(request)
         variant = self._variant(request.query.get("variant"))
+        if self.config.profile == "vllm-omni" and video.status in ("queued", "in_progress"):
+            raise ApiError(404, "Generation is still in-progress", type="NotFoundError")
+        if self.config.profile == "vllm-omni" and video.status == "failed":
+            raise ApiError(
+                422, "Generation failed; the video has no content.", type="UnprocessableEntity"
+            )
         if video.status == "expired":
             raise ApiError(404, f"The assets of video '{video.id}' have expired.", code="expired")
         if video.status == "failed":
@@ -849,21 +988,15 @@ class SimServer:
 
     def _variant(self, raw: str | None) -> str:
         profile = self.config.profile
-        if profile == "vllm-omni" or raw is None:
+        # vLLM-Omni has no variants, LiteLLM drops the parameter: both answer the mp4.
+        if profile in ("vllm-omni", "litellm") or raw is None:
             return "video"
-        if profile == "sglang":
-            # Here `variant` is an output index; the simulator makes one output per job.
-            try:
-                index = int(raw)
-            except ValueError:
-                raise ApiError(
-                    400,
-                    f"Invalid 'variant': expected an integer output index, but got '{raw}'.",
-                    param="variant",
-                    code="invalid_type",
-                ) from None
+        if profile in _QUEUED_THEN_DONE:
+            # Here `variant` is an output index; the simulator makes one output per job, and a
+            # name (`video`, `thumbnail`) is no index: no such output.
+            index = int(raw) if raw.strip().isdigit() else -1
             if index != 0:
-                raise ApiError(404, f"No output {index} for this video.", param="variant")
+                raise ApiError(404, f"Video variant {raw} not found", param="variant")
             return "video"
         return choice_field({"variant": raw}, "variant", VARIANTS, "video")
 
@@ -879,6 +1012,8 @@ class EmbeddedSim:
         retention_seconds: float,
         profile: ProfileName,
         poll_after_ms: int | None = None,
+        seconds: tuple[str, ...] = SECONDS,
+        sizes: tuple[str, ...] = SIZES,
     ) -> None:
         self.server = SimServer(
             SimConfig(
@@ -887,6 +1022,8 @@ class EmbeddedSim:
                 profile=profile,
                 poll_after_ms=poll_after_ms,
                 cache_dir=cache_dir,
+                seconds=seconds,
+                sizes=sizes,
             )
         )
 
@@ -907,7 +1044,7 @@ def _normalise_route(route: str) -> str:
 def _route_of(request: web.Request) -> str | None:
     info = request.match_info.route.resource
     canonical = info.canonical if info is not None else ""
-    if not canonical.startswith("/v1/videos"):
+    if not canonical.startswith("/v1/videos") and canonical != "/v1/models":
         return None
     return _normalise_route(f"{request.method} {canonical}")
 

@@ -7,9 +7,9 @@ import base64
 import binascii
 import io
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
@@ -56,8 +56,20 @@ MODERATION_MESSAGE = (
 )
 
 
+# How a server wraps its errors: OpenAI's `{"error": {message, type, param, code}}`, vLLM's (the
+# same with an integer `code`), FastAPI's `{"detail": message}` (SGLang, FastVideo, and any
+# FastAPI app's own refusals such as an unknown route), or Azure's `{"error": {code, message}}`.
+ErrorShape = Literal["openai", "vllm", "fastapi", "azure"]
+AZURE_AUTH_MESSAGE = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
+    "valid key for an active subscription and use a correct regional API endpoint for your "
+    "resource."
+)
+
+
 class ApiError(Exception):
-    """An error answer in the API's envelope: `{"error": {message, type, param, code}}`."""
+    """An error answer, by default in the reference API's envelope; `shape` forces another (a
+    FastAPI app's own 404/405 are `{"detail": ...}` whatever the API's envelope is)."""
 
     def __init__(
         self,
@@ -68,6 +80,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        shape: ErrorShape | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -76,19 +89,26 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = dict(headers or {})
+        self.shape = shape
 
-    def body(self) -> dict[str, Any]:
+    def body(self, shape: ErrorShape = "openai") -> dict[str, Any]:
+        shape = self.shape or shape
+        if shape == "fastapi":
+            return {"detail": self.message}
+        if shape == "azure":
+            return {"error": {"code": self.code or str(self.status), "message": self.message}}
         return {
             "error": {
                 "message": self.message,
                 "type": self.type,
                 "param": self.param,
-                "code": self.code,
+                # vLLM's envelope carries the HTTP status as an integer code.
+                "code": self.status if shape == "vllm" else self.code,
             }
         }
 
-    def response(self) -> web.Response:
-        return web.json_response(self.body(), status=self.status, headers=self.headers)
+    def response(self, shape: ErrorShape = "openai") -> web.Response:
+        return web.json_response(self.body(shape), status=self.status, headers=self.headers)
 
 
 def not_found_route(method: str, path: str) -> ApiError:
@@ -236,6 +256,12 @@ def choice_field(
             code="invalid_value",
         )
     return value
+
+
+def offered_default(allowed: Sequence[str], preferred: str) -> str:
+    """The reference API's default where it is allowed, else the first allowed value (a
+    simulator given another catalog's values)."""
+    return preferred if preferred in allowed else allowed[0]
 
 
 def parse_size(size: str) -> tuple[int, int]:

@@ -162,6 +162,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 3: containment of odd jobs. `create_attempts` counts the sends of a job (each recorded
+    # before it leaves), so a create proven not to have started is re-sent a bounded number of
+    # times; `delivery_retry_at` spaces failed deliveries out; the partial index finds the files
+    # kept for a job (an undeliverable video) once their retention has passed.
+    (
+        "ALTER TABLE jobs ADD COLUMN create_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN delivery_retry_at REAL",
+        """
+        UPDATE jobs SET create_attempts = 1
+        WHERE create_attempted_at IS NOT NULL OR api_video_id IS NOT NULL
+        """,
+        "CREATE INDEX jobs_local_files ON jobs (id) WHERE local_path IS NOT NULL",
+    ),
 )
 
 

@@ -5,6 +5,8 @@ Store in the same transaction.
 State machine (anything else raises InvalidTransition):
 
     creating <-> queued_local          (only while no create was ever sent)
+    creating (sent) -> creating (unsent)   (release_create_attempt: it reached no server;
+                                        retry_create: proven not created, fewer than N sends)
     creating -> running                (attach_video)
     creating | queued_local | running -> failed    (mark_failed; refunds)
     running -> succeeded               (mark_succeeded)
@@ -13,7 +15,7 @@ State machine (anything else raises InvalidTransition):
 Delivery, for a finished job only:
 
     pending -> claimed                 (claim_delivery: exactly one concurrent claimer wins)
-    claimed -> pending                 (release_claim: the attempt failed, retry later)
+    claimed -> pending                 (release_claim: the attempt failed, retry at a time)
     claimed -> done                    (finish_delivery; settles or refunds, clears the token)
 
 Repeating a transition that already happened (a retry after a crash) is a no-op that returns
@@ -145,10 +147,30 @@ async def mark_create_attempted(
     changed = await execute(
         conn,
         """
-        UPDATE jobs SET create_attempted_at = ?, updated_at = ?
+        UPDATE jobs SET create_attempted_at = ?, create_attempts = create_attempts + 1,
+            updated_at = ?
         WHERE id = ? AND state = 'creating' AND create_attempted_at IS NULL
         """,
         (at, now, job_id),
+    )
+    return changed == 1
+
+
+async def retry_create(
+    conn: aiosqlite.Connection, job_id: int, attempted_at: float, max_sends: int, now: float
+) -> bool:
+    """A send proven not to have started a job (see the tracker): the job is again one that was
+    never sent, so it may be sent once more. Only while fewer than `max_sends` sends were made,
+    and only for the send made at `attempted_at` (a lost race with another path changes nothing).
+    The count of sends is kept, so the cap holds across restarts."""
+    changed = await execute(
+        conn,
+        """
+        UPDATE jobs SET create_attempted_at = NULL, updated_at = ?
+        WHERE id = ? AND state = 'creating' AND api_video_id IS NULL
+              AND create_attempted_at = ? AND create_attempts < ?
+        """,
+        (now, job_id, attempted_at, max_sends),
     )
     return changed == 1
 
@@ -159,7 +181,8 @@ async def release_create_attempt(conn: aiosqlite.Connection, job_id: int, now: f
     changed = await execute(
         conn,
         """
-        UPDATE jobs SET create_attempted_at = NULL, updated_at = ?
+        UPDATE jobs SET create_attempted_at = NULL,
+            create_attempts = MAX(create_attempts - 1, 0), updated_at = ?
         WHERE id = ? AND state = 'creating' AND api_video_id IS NULL
               AND create_attempted_at IS NOT NULL
         """,
@@ -195,7 +218,8 @@ async def attach_video(
             conn,
             """
             UPDATE jobs SET state = 'running', api_video_id = ?, api_status = ?, progress = ?,
-                create_attempted_at = COALESCE(create_attempted_at, ?), updated_at = ?
+                create_attempted_at = COALESCE(create_attempted_at, ?),
+                create_attempts = MAX(create_attempts, 1), updated_at = ?
             WHERE id = ? AND state = 'creating' AND api_video_id IS NULL
             """,
             (api_video_id, api_status, progress, now, now, job_id),
@@ -359,15 +383,23 @@ async def claim_delivery(conn: aiosqlite.Connection, job_id: int, now: float) ->
     return changed > 0
 
 
-async def release_claim(conn: aiosqlite.Connection, job_id: int, now: float) -> bool:
+async def release_claim(
+    conn: aiosqlite.Connection,
+    job_id: int,
+    now: float,
+    retry_at: float | None = None,
+    *,
+    failed: bool = True,
+) -> bool:
+    """claimed -> pending; `failed` counts the attempt (a shutdown mid-delivery does not)."""
     changed = await execute(
         conn,
         """
         UPDATE jobs SET delivery_state = 'pending', delivery_claimed_at = NULL,
-            delivery_attempts = delivery_attempts + 1, updated_at = ?
+            delivery_attempts = delivery_attempts + ?, delivery_retry_at = ?, updated_at = ?
         WHERE id = ? AND delivery_state = 'claimed'
         """,
-        (now, job_id),
+        (int(failed), retry_at, now, job_id),
     )
     if changed == 0:
         await require(conn, job_id)
@@ -414,6 +446,27 @@ async def undelivered(conn: aiosqlite.Connection) -> list[Job]:
         ORDER BY id
         """,
     )
+    return [to_job(r) for r in rows]
+
+
+async def due_deliveries(conn: aiosqlite.Connection, now: float) -> list[Job]:
+    """Pending deliveries whose back-off has passed."""
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT * FROM jobs WHERE delivery_state != 'done' AND delivery_state = 'pending'
+            AND state IN ('succeeded', 'failed')
+            AND (delivery_retry_at IS NULL OR delivery_retry_at <= ?)
+        ORDER BY id
+        """,
+        (now,),
+    )
+    return [to_job(r) for r in rows]
+
+
+async def with_local_files(conn: aiosqlite.Connection) -> list[Job]:
+    """Jobs with a file kept on disk (see set_local_path); few, through a partial index."""
+    rows = await fetch_all(conn, "SELECT * FROM jobs WHERE local_path IS NOT NULL ORDER BY id")
     return [to_job(r) for r in rows]
 
 

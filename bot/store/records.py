@@ -107,6 +107,10 @@ class Job(BaseModel):
     delivery_attempts: int
     delivered_message_id: int | None
     local_path: str | None
+    # Sends of the create so far (a send that certainly reached no server is not counted).
+    create_attempts: int = 0
+    # A failed delivery is not tried again before this time.
+    delivery_retry_at: float | None = None
 
     @property
     def active(self) -> bool:

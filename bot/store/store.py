@@ -23,6 +23,7 @@ from types import TracebackType
 import aiosqlite
 from pydantic import JsonValue
 
+from bot.redact import redact
 from bot.store import intake as intake_sql
 from bot.store import jobs, kv, ledger, quota
 from bot.store.db import Database, Synchronous, connect, migrate
@@ -40,6 +41,16 @@ from bot.store.records import (
     SpendLimit,
     TargetKind,
 )
+
+# Bounds on what the store keeps from a server: a status is a word, a code a short token.
+STATUS_LIMIT = 64
+CODE_LIMIT = 64
+MESSAGE_LIMIT = 300
+
+
+def _status(value: str) -> str:
+    return redact(value, STATUS_LIMIT)
+
 
 EXPIRED_MESSAGE = (
     "The video was finished but expired before it could be fetched. Nothing was charged."
@@ -154,6 +165,12 @@ class Store:
         async with self.transaction() as conn:
             return await jobs.mark_create_attempted(conn, job_id, at, self.clock())
 
+    async def retry_create(self, job_id: int, attempted_at: float, max_sends: int) -> bool:
+        """A send proven not to have started a job may be sent again (see jobs.py); whether it
+        may. The next `mark_create_attempted` counts the new send."""
+        async with self.transaction() as conn:
+            return await jobs.retry_create(conn, job_id, attempted_at, max_sends, self.clock())
+
     async def release_create_attempt(self, job_id: int) -> bool:
         """A send that reached no server: the job may be sent again (see jobs.py)."""
         async with self.transaction() as conn:
@@ -165,13 +182,15 @@ class Store:
         """creating -> running with its API video; None if already attached to that video."""
         async with self.transaction() as conn:
             return await jobs.attach_video(
-                conn, job_id, api_video_id, api_status, progress, now=self.clock()
+                conn, job_id, api_video_id, _status(api_status), progress, now=self.clock()
             )
 
     async def update_progress(self, job_id: int, api_status: str, progress: int | None) -> bool:
         """Whether a running job's status or progress changed."""
         async with self.transaction() as conn:
-            return await jobs.update_progress(conn, job_id, api_status, progress, self.clock())
+            return await jobs.update_progress(
+                conn, job_id, _status(api_status), progress, self.clock()
+            )
 
     async def mark_succeeded(
         self, job_id: int, completed_at: float, expires_at: float | None
@@ -182,10 +201,17 @@ class Store:
 
     async def mark_failed(self, job_id: int, code: str, message: str | None) -> Job | None:
         """-> failed and refund the open hold, together; the job, or None if it already had
-        failed (and was refunded then)."""
+        failed (and was refunded then). The code and message may come from a server: they are
+        kept redacted and bounded."""
         async with self.transaction() as conn:
             now = self.clock()
-            done = await jobs.mark_failed(conn, job_id, code, message, now)
+            done = await jobs.mark_failed(
+                conn,
+                job_id,
+                redact(code, CODE_LIMIT),
+                None if message is None else redact(message, MESSAGE_LIMIT),
+                now,
+            )
             await ledger.refund(conn, done or await jobs.require(conn, job_id), now)
             return done
 
@@ -196,7 +222,9 @@ class Store:
         (the user never got it). Leaves any delivery claim in place for the caller to finish."""
         async with self.transaction() as conn:
             now = self.clock()
-            done = await jobs.expire_undelivered(conn, job_id, code, message, now)
+            done = await jobs.expire_undelivered(
+                conn, job_id, redact(code, CODE_LIMIT), redact(message, MESSAGE_LIMIT), now
+            )
             await ledger.refund(conn, done or await jobs.require(conn, job_id), now)
             return done
 
@@ -225,10 +253,14 @@ class Store:
         async with self.transaction() as conn:
             return await jobs.claim_delivery(conn, job_id, self.clock() if now is None else now)
 
-    async def release_claim(self, job_id: int) -> bool:
-        """claimed -> pending after a failed attempt (attempts + 1); whether it was claimed."""
+    async def release_claim(
+        self, job_id: int, retry_at: float | None = None, *, failed: bool = True
+    ) -> bool:
+        """claimed -> pending after a failed attempt (attempts + 1 unless `failed` is False: an
+        attempt cut short by a shutdown), not to be tried again before `retry_at` (None: at
+        once); whether it was claimed."""
         async with self.transaction() as conn:
-            return await jobs.release_claim(conn, job_id, self.clock())
+            return await jobs.release_claim(conn, job_id, self.clock(), retry_at, failed=failed)
 
     async def finish_delivery(
         self, job_id: int, message_id: int | None, now: float | None = None
@@ -261,6 +293,16 @@ class Store:
         """Finished jobs whose delivery is pending or claimed, oldest first."""
         async with self._read() as conn:
             return await jobs.undelivered(conn)
+
+    async def due_deliveries(self, now: float | None = None) -> list[Job]:
+        """Pending deliveries whose back-off has passed, oldest first."""
+        async with self._read() as conn:
+            return await jobs.due_deliveries(conn, self.clock() if now is None else now)
+
+    async def jobs_with_local_files(self) -> list[Job]:
+        """Jobs with a file kept on disk (`set_local_path`), oldest first."""
+        async with self._read() as conn:
+            return await jobs.with_local_files(conn)
 
     async def recent_jobs(self, user_id: int, limit: int, offset: int = 0) -> list[Job]:
         """The user's jobs, newest first, `limit` from `offset` (for paging)."""
