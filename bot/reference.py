@@ -21,7 +21,10 @@ from bot.imagemeta import has_metadata
 FitMode = Literal["crop", "pad"]
 RejectCode = Literal["not_image", "too_large", "too_many_pixels", "unreadable", "empty"]
 
-DEFAULT_MAX_PIXELS = 40_000_000
+# About 25 megapixels: every camera photo, and at most ~100 MB of RGBA while decoding.
+DEFAULT_MAX_PIXELS = 25_000_000
+# Images decoded at once in the whole process (each may take a second of CPU and 100 MB).
+DEFAULT_MAX_DECODES = 2
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 JPEG_QUALITY = 92
 WEBP_QUALITY = 92
@@ -338,3 +341,25 @@ async def fit_reference_async(
         max_bytes=max_bytes,
         pad_color=pad_color,
     )
+
+
+class DecodeGate:
+    """At most `limit` references fitted at once, process-wide: a burst of large images then
+    queues here instead of taking every core and gigabytes of memory together."""
+
+    def __init__(self, limit: int = DEFAULT_MAX_DECODES) -> None:
+        self._slots = asyncio.Semaphore(limit)
+
+    async def fit(
+        self,
+        data: bytes,
+        size: str,
+        *,
+        mode: FitMode = "crop",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> ReferenceImage:
+        async with self._slots:
+            return await fit_reference_async(
+                data, size, mode=mode, max_pixels=max_pixels, max_bytes=max_bytes
+            )

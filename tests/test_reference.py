@@ -16,9 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from bot import reference as reference_module
 from bot.api.models import ReferenceImage, parse_size
 from bot.imagemeta import has_metadata
 from bot.reference import (
+    DecodeGate,
     ReferenceRejected,
     check_declared_size,
     fit_reference,
@@ -495,7 +497,13 @@ def test_empty() -> None:
 
 @pytest.mark.parametrize(
     ("dims", "shows_dims"),
-    [((8000, 6000), True), ((50000, 50000), False), ((65535, 65535), False)],
+    [
+        ((8000, 6000), True),
+        # Issue 14's 0.17 MB PNG: 40 MP, about 480 MB and seconds of CPU once decoded.
+        ((6320, 6320), True),
+        ((50000, 50000), False),
+        ((65535, 65535), False),
+    ],
 )
 def test_decompression_bomb(dims: tuple[int, int], shows_dims: bool) -> None:
     data = png_header_only(*dims)
@@ -504,9 +512,10 @@ def test_decompression_bomb(dims: tuple[int, int], shows_dims: bool) -> None:
         fit_reference(data, "1280x720")
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert caught.value.code == "too_many_pixels"
-    assert "the limit is 40 megapixels" in caught.value.reason
+    assert "the limit is 25 megapixels" in caught.value.reason
     if shows_dims:
-        assert caught.value.reason == ("The image is 8000x6000 pixels; the limit is 40 megapixels.")
+        w, h = dims
+        assert caught.value.reason == f"The image is {w}x{h} pixels; the limit is 25 megapixels."
     assert grown_kib < 100 * 1024  # nothing like the gigabytes the header claims
 
 
@@ -621,3 +630,29 @@ async def test_async_does_not_block_the_loop() -> None:
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert len(ticks) >= 3, f"the loop ticked {len(ticks)} times in {elapsed:.2f} s"
     assert max(gaps) < 0.2
+
+
+async def test_the_decode_gate_lets_only_its_limit_decode_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = DecodeGate(limit=2)
+    data = encode(photo((1600, 1200)), "JPEG")
+    running = 0
+    most = 0
+    real_fit = reference_module.fit_reference
+
+    def counting_fit(*args: object, **kwargs: object) -> ReferenceImage:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            time.sleep(0.05)  # long enough for the others to pile up behind the gate
+            return real_fit(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            running -= 1
+
+    # The real decoder, counted: how many run at the same moment.
+    monkeypatch.setattr(reference_module, "fit_reference", counting_fit)
+    fitted = await asyncio.gather(*(gate.fit(data, "160x90") for _ in range(6)))
+    assert most == 2
+    assert all(decode(f).size == (160, 90) for f in fitted)
