@@ -18,9 +18,13 @@ from discord.ext import commands
 
 from bot.backend import Backend, open_backend
 from bot.catalog import Catalog
+from bot.cooldown import Cooldown
 from bot.delivery import Deliverer, DeliverySink
+from bot.discovery import choose_catalog
+from bot.files import make_private_tree
 from bot.memory import MemoryReleaser
 from bot.quota import QuotaPolicy
+from bot.reference import DecodeGate
 from bot.settings import Settings
 from bot.store import Store
 from bot.submit import JobService
@@ -53,6 +57,8 @@ class VideoBot(commands.Bot):
     deliverer: Deliverer
     quota: QuotaPolicy
     catalog: Catalog
+    # Members' images from Discord's CDN, read with a size cap (see cogs/attachments.py).
+    cdn: aiohttp.ClientSession
 
     def __init__(self, settings: Settings, *, sink_factory: Any = None) -> None:
         super().__init__(
@@ -73,6 +79,8 @@ class VideoBot(commands.Bot):
         self._stack = AsyncExitStack()
         self._sink_factory = sink_factory
         self.memory = MemoryReleaser()
+        self.decoder = DecodeGate(settings.reference_max_decodes)
+        self.show_again = Cooldown(settings.show_again_cooldown_seconds)
 
     async def login(self, token: str) -> None:
         # discord.py opens as many connections as there are requests at once; a burst of
@@ -87,10 +95,22 @@ class VideoBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         settings = self.settings
+        # Owner-only, whatever the umask and whatever an older version left (see bot/files.py).
+        await asyncio.to_thread(make_private_tree, self.data_dir)
         self.store = await Store.open(self.data_dir / "bot.sqlite3")
         self._stack.push_async_callback(self.store.close)
+        self.cdn = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=8), headers={"User-Agent": "discord-video-bot"}
+        )
+        self._stack.push_async_callback(self.cdn.close)
         # Logs one line saying which backend (the simulator, or the server and its profile).
         self.backend = await open_backend(settings, self._stack)
+        # The owner's catalog, else what the server says it serves (bot/discovery.py), else the
+        # bundled one; the commands below offer it, re-synced only when it changed.
+        offered = await choose_catalog(settings, self.backend.client, self.backend.profile)
+        self.catalog = offered.catalog
+        self.backend.use_catalog(self.catalog)
+        log.info("catalog: %s", offered.origin)
         from cogs.sink import DiscordSink  # noqa: PLC0415 - cogs import this module
 
         sink: DeliverySink = (self._sink_factory or DiscordSink)(self)

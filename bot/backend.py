@@ -18,9 +18,11 @@ import httpx
 from pydantic import SecretStr
 
 from bot.api.client import ClientConfig, VideosClient, make_http_client
+from bot.api.openrouter import shape_from_size
 from bot.api.probe import Choice, choose, probe
 from bot.api.profiles import DEFAULT_AUTH_HEADERS, ProfileName
 from bot.api.ratelimit import MinuteRateLimiter
+from bot.catalog import Catalog
 from bot.settings import Settings
 from bot.sim import EmbeddedSim
 
@@ -38,6 +40,19 @@ class Backend:
     profile: ProfileName = "openai"
     # Why this profile: set in settings, or what the probe found.
     reason: str = ""
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Tell the client which aspect ratio and resolution each model's sizes stand for, for
+        servers asked in those terms (OpenRouter): the catalog's own, a model it specifies by
+        size is asked for by size, and one it does not know by the size's own ratio."""
+
+        def shapes(model: str | None, size: str) -> tuple[str, str] | None:
+            spec = catalog.get(model) if model else None
+            if spec is None:
+                return shape_from_size(size)
+            return spec.shapes().get(size) if spec.by_shape else None
+
+        self.client.shapes = shapes
 
 
 def client_config(

@@ -302,6 +302,10 @@ class Deliverer:
                 )
         thumb = await self._thumbnail(job, video)
         limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
+        # The limit is per file: a preview larger than it (a big webp beside a tightly fitted
+        # video) would get the whole message refused, so it is left out.
+        if thumb is not None and (await asyncio.to_thread(thumb.stat)).st_size > limit:
+            thumb = None
         if (await asyncio.to_thread(video.stat)).st_size <= limit:
             return Result(video=video, thumbnail=thumb)
         fitted = await self._fitted(job, video, limit)
@@ -311,8 +315,6 @@ class Deliverer:
                 thumbnail=thumb,
                 note="Re-encoded to fit this channel's upload limit.",
             )
-        if thumb is not None and thumb.stat().st_size > limit:
-            thumb = None  # even the preview would be refused
         return Result(
             thumbnail=thumb,
             note=f"The video is larger than this channel's upload limit "
@@ -326,19 +328,21 @@ class Deliverer:
             return thumb
         if job.id in self._no_thumb:
             return None
-        if not self.client.caps.variants:
-            # No thumbnail variant at this service: made here from the video's first frame.
-            if await make_thumbnail_async(video, thumb):
-                return thumb
-            self._no_thumb.add(job.id)
-            return None
-        try:
-            await self.client.download(job.api_video_id, thumb, variant="thumbnail")
-        except VideoAPIError as exc:
-            log.info("job %s: no thumbnail (%s)", job.id, redact(exc.message))
-            self._no_thumb.add(job.id)
-            return None
-        return thumb
+        if self.client.caps.variants:
+            try:
+                await self.client.download(job.api_video_id, thumb, variant="thumbnail")
+            except VideoAPIError as exc:
+                log.info("job %s: no thumbnail variant (%s)", job.id, redact(exc.message))
+            else:
+                if await asyncio.to_thread(_is_image, thumb):
+                    return thumb
+                # A gateway that drops `variant` answers the mp4 itself.
+                await asyncio.to_thread(thumb.unlink, missing_ok=True)
+        # No usable thumbnail from the service: made here from the video's first frame.
+        if await make_thumbnail_async(video, thumb):
+            return thumb
+        self._no_thumb.add(job.id)
+        return None
 
     async def _fitted(self, job: Job, video: Path, limit: int) -> Path | None:
         """The video re-encoded under `limit`, from an earlier attempt when there was one."""
@@ -387,3 +391,14 @@ class Deliverer:
             self._path(job_id, suffix).unlink(missing_ok=True)
         for ext in (".png", ".jpg", ".webp"):
             (self.media_dir / "references" / f"job-{job_id}{ext}").unlink(missing_ok=True)
+
+
+def _is_image(path: Path) -> bool:
+    """Whether a downloaded thumbnail starts like a webp, png or jpeg."""
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    return (
+        (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or head.startswith(b"\x89PNG\r\n\x1a\n")
+        or head.startswith(b"\xff\xd8\xff")
+    )

@@ -2,8 +2,10 @@
 
 It reads the settings, probes the server with the same cheap reads as `VIDEO_API_PROFILE=auto`
 (never a create), and prints what it found: reachable, auth accepted, the profile and what it can
-do, the models served against the catalog in use. The first problem is said in plain words with
-the setting that fixes it, and the exit status is 0 only when nothing stands in the way.
+do, the catalog `/video` will offer and where it came from (the owner's file or presets, discovered
+from the server, or the default), and the models served against it. The first problem is said in
+plain words with the setting that fixes it, and the exit status is 0 only when nothing stands in
+the way.
 Everything printed passes `bot.redact.redact`: a server may quote the key back.
 """
 
@@ -18,10 +20,28 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot.api.client import VideosClient, make_http_client
-from bot.api.probe import AZURE_HOSTS, PROBE_TIMEOUT, Findings, choose, probe
+from bot.api.errors import VideoAPIError
+from bot.api.probe import (
+    AZURE_HOSTS,
+    OPENROUTER_HOSTS,
+    PROBE_TIMEOUT,
+    VIDEO_MODELS_PATH,
+    Findings,
+    choose,
+    probe,
+)
 from bot.api.profiles import Capabilities, ProfileName
 from bot.api.ratelimit import MinuteRateLimiter
 from bot.backend import client_config, server_key
+from bot.catalog import CatalogError
+from bot.discovery import (
+    DISCOVERING,
+    CatalogChoice,
+    choose_catalog,
+    configured,
+    default_choice,
+    served_ids,
+)
 from bot.redact import redact
 from bot.settings import Settings
 
@@ -39,6 +59,8 @@ _HEADER_WORDS = {"authorization": "the key sent as Bearer", "api-key": "the api-
 class Report:
     lines: list[str] = field(default_factory=list)
     problem: str | None = None
+    # The profile the bot would use, once the probe has told it.
+    profile: ProfileName | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,7 +89,9 @@ def describe(caps: Capabilities) -> str:
         "variants yes"
         if caps.variants
         else "variants no (thumbnails made from the video's first frame)",
-        "multipart always"
+        "JSON always (OpenRouter's body, a reference as a data URL)"
+        if caps.dialect == "openrouter"
+        else "multipart always"
         if caps.create_encoding == "multipart"
         else "multipart only with a reference image",
     ]
@@ -88,6 +112,12 @@ async def diagnose(settings: Settings, *, http: httpx.AsyncClient | None = None)
         report.say(f"profile: {profile} (simulated)")
         report.say(f"capabilities: {describe(settings.capabilities(profile))}")
         report.say("videos are simulated: set OPENAI_BASE_URL (and a key if needed) for a server")
+        own = configured(settings)
+        if own is None and profile in DISCOVERING:
+            report.say("catalog: discovered at start from the simulator's model list")
+            return report
+        for line in (own or default_choice(profile)).lines():
+            report.say(line)
         return report
     url = settings.base_url
     report.say(f"video backend: {url}")
@@ -105,11 +135,26 @@ async def diagnose(settings: Settings, *, http: httpx.AsyncClient | None = None)
         config = client_config(settings, base_url=url, api_key=server_key(settings), profile=first)
         limiter = MinuteRateLimiter(settings.openai_requests_per_minute)
         findings = await probe(VideosClient(http, config, limiter=limiter))
-    return _judge(settings, findings, report)
+        _judge(settings, findings, report)
+        if not report.ok or report.profile is None:
+            return report
+        # What `/video` will offer: read as the bot reads it at start (bot/discovery.py).
+        config = client_config(
+            settings, base_url=url, api_key=server_key(settings), profile=report.profile
+        )
+        client = VideosClient(http, config, limiter=limiter)
+        try:
+            offered = await choose_catalog(settings, client, report.profile)
+        except CatalogError as exc:
+            return report.fail(f"{settings.catalog_setting}: {exc}")
+        served = await _served(client, report.profile, findings)
+    return _judge_catalog(findings, offered, served, report)
 
 
 def _first_guess(url: str) -> ProfileName:
     host = (urlsplit(url).hostname or "").lower()
+    if host in OPENROUTER_HOSTS:
+        return "openrouter"
     return "azure" if host.endswith(AZURE_HOSTS) else "openai"
 
 
@@ -155,6 +200,7 @@ def _judge(settings: Settings, findings: Findings, report: Report) -> Report:
                 "  the probe was not sure; set VIDEO_API_PROFILE if the server is another kind"
             )
     caps = settings.capabilities(profile)
+    report.profile = profile
     report.say(f"capabilities: {describe(caps)}")
     for answer in (findings.missing, findings.listing if caps.list else None):
         if answer is not None and answer.status is not None and answer.status >= 500:
@@ -163,8 +209,17 @@ def _judge(settings: Settings, findings: Findings, report: Report) -> Report:
                 "is up but failing; check its logs"
             )
 
-    catalog = [m.id for m in settings.catalog().models]
-    served = findings.served_models
+    return report
+
+
+def _judge_catalog(
+    findings: Findings, offered: CatalogChoice, served: list[str] | None, report: Report
+) -> Report:
+    """The catalog the bot will offer and where it came from, then whether the server serves
+    every model in it (where the server lists its models)."""
+    for line in offered.lines():
+        report.say(line)
+    catalog = [m.id for m in offered.catalog.models]
     if served is None:
         report.say("models: the server does not list its models (no /models); not checked")
         return report
@@ -188,6 +243,19 @@ def _judge(settings: Settings, findings: Findings, report: Report) -> Report:
         )
     report.say(f"models: every catalog model is served ({', '.join(catalog)}; served: {shown})")
     return report
+
+
+async def _served(
+    client: VideosClient, profile: ProfileName, findings: Findings
+) -> list[str] | None:
+    """The models the server says it serves: OpenRouter's video models, or GET /models."""
+    if profile != "openrouter":
+        return findings.served_models
+    try:
+        ids, _ = served_ids(await client.read_catalog(VIDEO_MODELS_PATH))
+    except VideoAPIError:
+        return None
+    return ids
 
 
 def _auth_problem(settings: Settings, findings: Findings, profile: ProfileName) -> str | None:

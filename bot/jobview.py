@@ -46,6 +46,8 @@ FAILURE_WORDS = {
     "undeliverable": "The video was made, but it could not be delivered here or by direct "
     "message, so it was given up.",
     "not_found": "The video service no longer knows this video.",
+    "create_unusable": "The video service answered in a way the bot cannot use, so the request "
+    "was given up.",
 }
 
 
@@ -90,6 +92,8 @@ class JobView:
     tone: Tone
     job_id: int
     note: str | None = None
+    # The seed a finished video was made with, so a member can make it again.
+    seed: str | None = None
 
 
 def safe_prompt(prompt: str, limit: int = PROMPT_LIMIT) -> str:
@@ -156,4 +160,5 @@ def job_view(
         tone=tone,
         job_id=job.id,
         note=note,
+        seed=str(job.seed) if job.seed is not None and job.state == "succeeded" else None,
     )

@@ -29,7 +29,15 @@ from pydantic import JsonValue, TypeAdapter, ValidationError
 from bot.catalog import MICROS_PER_DOLLAR, format_dollars
 from bot.settings import Settings
 from bot.store import Job, NewJob, QuotaOverride, Refusal, SpendLimit, Store, TargetKind
-from bot.store.quota import ACTIVE_JOBS_LIMIT, COOLDOWN_LIMIT, Overrides, with_overrides
+from bot.store.audit import AuditDraft, AuditEntry, Change
+from bot.store.quota import (
+    ACTIVE_JOBS_LIMIT,
+    COOLDOWN_LIMIT,
+    Ceilings,
+    Overrides,
+    apply_exemptions,
+    with_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +70,6 @@ __all__ = [
     "next_month_start",
     "parse_dollars",
     "quota_overrides_for",
-    "reset_quota",
-    "set_allowed_channels",
-    "set_allowed_models",
-    "set_exempt",
-    "set_guild_budget",
-    "set_guild_cooldown",
-    "set_guild_max_active",
-    "set_max_seconds",
-    "set_quota",
     "utc_day_start",
 ]
 
@@ -229,59 +228,6 @@ async def load_guild_settings(store: Store, guild_id: int | None) -> GuildSettin
     )
 
 
-async def _put(store: Store, guild_id: int, key: str, value: JsonValue) -> None:
-    if value is None:
-        await store.delete_guild_setting(guild_id, key)
-    else:
-        await store.set_guild_setting(guild_id, key, value)
-
-
-async def set_allowed_models(store: Store, guild_id: int, models: Sequence[str] | None) -> None:
-    """Models `/video` may use in the guild; None = every catalog model. The caller checks the
-    ids against the catalog (this module does not know it)."""
-    if models is not None and not models:
-        raise ValueError("Allow at least one model, or reset to allow them all.")
-    value: list[JsonValue] | None = None if models is None else list(dict.fromkeys(models))
-    await _put(store, guild_id, KEY_ALLOWED_MODELS, value)
-
-
-async def set_max_seconds(store: Store, guild_id: int, seconds: int | None) -> None:
-    if seconds is not None and seconds <= 0:
-        raise ValueError("The maximum duration must be at least one second.")
-    await _put(store, guild_id, KEY_MAX_SECONDS, seconds)
-
-
-async def set_allowed_channels(
-    store: Store, guild_id: int, channel_ids: Sequence[int] | None
-) -> None:
-    """Channels where `/video` may be used; None (or empty) = everywhere."""
-    ids: list[JsonValue] | None = list(sorted(set(channel_ids))) if channel_ids else None
-    await _put(store, guild_id, KEY_CHANNEL_IDS, ids)
-
-
-async def set_guild_budget(
-    store: Store, guild_id: int, name: BudgetName, micros: int | None
-) -> None:
-    """The guild's default per-user budget for `name`; None = the bot's setting."""
-    if name not in _BUDGET_KEYS:
-        raise ValueError(f"unknown budget {name!r}")
-    if micros is not None and not 0 <= micros <= MAX_BUDGET_MICROS:
-        raise ValueError(f"A budget must be between $0.00 and {format_dollars(MAX_BUDGET_MICROS)}.")
-    await _put(store, guild_id, _BUDGET_KEYS[name], micros)
-
-
-async def set_guild_max_active(store: Store, guild_id: int, count: int | None) -> None:
-    if count is not None and not 1 <= count <= MAX_ACTIVE_CEILING:
-        raise ValueError(f"Videos in progress at once must be 1 to {MAX_ACTIVE_CEILING}.")
-    await _put(store, guild_id, KEY_MAX_ACTIVE, count)
-
-
-async def set_guild_cooldown(store: Store, guild_id: int, seconds: float | None) -> None:
-    if seconds is not None and not 0 <= seconds <= MAX_COOLDOWN_SECONDS:
-        raise ValueError("The cooldown must be between 0 seconds and one day.")
-    await _put(store, guild_id, KEY_COOLDOWN, seconds)
-
-
 def check_request(
     settings: GuildSettings,
     model: str,
@@ -320,69 +266,6 @@ async def quota_overrides_for(
     ]
 
 
-async def set_quota(
-    store: Store,
-    guild_id: int,
-    target_kind: TargetKind,
-    target_id: int,
-    limit_name: str,
-    *,
-    max_micros: int | None = None,
-    exempt: bool = False,
-) -> QuotaOverride:
-    """`/video-admin quota set`: give a member or role its own budget (`max_micros`, replacing
-    the default; a member's own decides over their roles', else the most generous role's) or
-    exempt it from a limit. ValueError (user-facing) for what the store could not honour."""
-    if limit_name not in OVERRIDABLE_LIMITS:
-        names = ", ".join(OVERRIDABLE_LIMITS)
-        raise ValueError(f"`{limit_name}` can't be overridden; choose one of: {names}.")
-    if limit_name in (ACTIVE_JOBS_LIMIT, COOLDOWN_LIMIT) and max_micros is not None:
-        raise ValueError(f"The {OVERRIDABLE_LIMITS[limit_name]} can only be exempted.")
-    if max_micros is None and not exempt:
-        raise ValueError("Give an amount or exempt; to go back to the default, use reset.")
-    if max_micros is not None and not 0 <= max_micros <= MAX_BUDGET_MICROS:
-        raise ValueError(f"A budget must be between $0.00 and {format_dollars(MAX_BUDGET_MICROS)}.")
-    override = QuotaOverride(
-        guild_id=guild_id,
-        target_kind=target_kind,
-        target_id=target_id,
-        limit_name=limit_name,
-        max_micros=max_micros,
-        exempt=exempt,
-    )
-    await store.set_quota_override(override)
-    return override
-
-
-async def set_exempt(
-    store: Store, guild_id: int, target_kind: TargetKind, target_id: int, exempt: bool = True
-) -> None:
-    """Exempt a member or role from every per-user limit in the guild (or lift that again,
-    keeping any budget it was given). The bot-wide cap still applies."""
-    for name in OVERRIDABLE_LIMITS:
-        current = await store.get_quota_override(guild_id, target_kind, target_id, name)
-        if exempt:
-            ceiling = None if current is None else current.max_micros
-            await set_quota(
-                store, guild_id, target_kind, target_id, name, max_micros=ceiling, exempt=True
-            )
-        elif current is not None and current.max_micros is not None:
-            await set_quota(
-                store, guild_id, target_kind, target_id, name, max_micros=current.max_micros
-            )
-        elif current is not None:
-            await store.delete_quota_override(guild_id, target_kind, target_id, name)
-
-
-async def reset_quota(store: Store, guild_id: int, target_kind: TargetKind, target_id: int) -> int:
-    """`/video-admin quota reset`: remove a member's or role's overrides (the defaults apply
-    again); how many were removed. Spending is never erased: the ledger is append-only."""
-    removed = 0
-    for o in await quota_overrides_for(store, guild_id, target_kind, target_id):
-        removed += await store.delete_quota_override(guild_id, target_kind, target_id, o.limit_name)
-    return removed
-
-
 # ---------------------------------------------------------------------- the policy
 
 
@@ -411,9 +294,31 @@ class QuotaDefaults:
     max_concurrent: int | None = 4
     exempt_role_ids: frozenset[int] = frozenset()
     owner_ids: frozenset[int] = frozenset()
+    # The owner's ceilings on what a guild's admins may give; None: the matching value above.
+    admin_user_daily_micros: int | None = None
+    admin_user_monthly_micros: int | None = None
+    admin_max_active_per_user: int | None = None
+    admin_min_cooldown_seconds: float | None = None
+    admin_may_exempt: bool = False
+
+    @property
+    def ceilings(self) -> Ceilings:
+        """The ceilings as they apply: by default the bot's own values, so that admins can
+        lower limits but raising any is the owner's decision (see bot/ceilings.py)."""
+        return Ceilings(
+            spend={
+                USER_DAILY: _pick(self.admin_user_daily_micros, self.user_daily_micros),
+                USER_MONTHLY: _pick(self.admin_user_monthly_micros, self.user_monthly_micros),
+            },
+            max_active=_pick(self.admin_max_active_per_user, self.max_active_per_user),
+            min_cooldown=_pick(self.admin_min_cooldown_seconds, self.cooldown_seconds),
+            may_exempt=self.admin_may_exempt,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QuotaDefaults:
+        admin_daily = settings.admin_max_user_daily_dollars
+        admin_monthly = settings.admin_max_user_monthly_dollars
         return cls(
             user_daily_micros=dollars_to_micros(settings.quota_user_daily_dollars),
             user_monthly_micros=dollars_to_micros(settings.quota_user_monthly_dollars),
@@ -423,6 +328,13 @@ class QuotaDefaults:
             max_concurrent=settings.quota_max_concurrent_jobs,
             exempt_role_ids=frozenset(settings.quota_exempt_role_ids),
             owner_ids=frozenset(settings.owner_ids),
+            admin_user_daily_micros=None if admin_daily is None else dollars_to_micros(admin_daily),
+            admin_user_monthly_micros=(
+                None if admin_monthly is None else dollars_to_micros(admin_monthly)
+            ),
+            admin_max_active_per_user=settings.admin_max_active_per_user,
+            admin_min_cooldown_seconds=settings.admin_min_cooldown_seconds,
+            admin_may_exempt=settings.admin_may_exempt,
         )
 
 
@@ -539,16 +451,16 @@ class QuotaPolicy:
                     return value
         return self.defaults.bot_daily_micros
 
-    async def set_bot_daily_cap(self, micros: int | None) -> None:
-        """Owners only (the caller checks is_owner). None = back to the setting's value."""
-        if micros is None:
-            await self.store.set_meta(BOT_CAP_META_KEY, "")
-            return
-        if not 0 <= micros <= MAX_BUDGET_MICROS:
+    async def set_bot_daily_cap(self, micros: int | None, *, by: int) -> AuditEntry:
+        """Owners only (the caller checks is_owner): `by` is the owner, for the audit, which
+        gets the change in the same transaction. None = back to the setting's value."""
+        if micros is not None and not 0 <= micros <= MAX_BUDGET_MICROS:
             raise ValueError(
                 f"The cap must be between $0.00 and {format_dollars(MAX_BUDGET_MICROS)}."
             )
-        await self.store.set_meta(BOT_CAP_META_KEY, str(micros))
+        change = Change(meta={BOT_CAP_META_KEY: "" if micros is None else str(micros)})
+        draft = AuditDraft(guild_id=None, actor_id=by, actor_kind="owner", action="cap")
+        return await self.store.audited_change(draft, change)
 
     async def bot_status(self, now: float) -> WindowUsage:
         """The bot-wide cap and today's spending, for the owners (and /quota)."""
@@ -577,12 +489,29 @@ class QuotaPolicy:
             max_active_per_user=plan.max_active_per_user,
             cooldown_seconds=plan.cooldown_seconds,
             role_ids=plan.role_ids,
+            ceilings=self.defaults.ceilings,
+            now=now,
+        )
+
+    async def check(self, origin: Requester, new: NewJob, now: float) -> Refusal | None:
+        """What `reserve` would refuse, without holding anything: a cheap answer before work
+        that costs (downloading and decoding a reference image)."""
+        plan = await self.plan(origin, now)
+        return await self.store.check_job(
+            new,
+            new.cost_micros,
+            plan.limits,
+            max_active_per_user=plan.max_active_per_user,
+            cooldown_seconds=plan.cooldown_seconds,
+            role_ids=plan.role_ids,
+            ceilings=self.defaults.ceilings,
             now=now,
         )
 
     async def plan(self, origin: Requester, now: float) -> QuotaPlan:
         """The limits of one request: pass them all to `Store.reserve_job`."""
         guild = await load_guild_settings(self.store, origin.guild_id)
+        ceilings = self.defaults.ceilings
         role_ids = tuple(origin.role_ids)
         exempt = self._is_exempt(role_ids)
         limits: list[SpendLimit] = []
@@ -593,7 +522,11 @@ class QuotaPolicy:
                     USER_MONTHLY,
                     "user",
                     since=month_start(now),
-                    max_micros=_pick(guild.user_monthly_micros, self.defaults.user_monthly_micros),
+                    max_micros=_within(
+                        guild.user_monthly_micros,
+                        self.defaults.user_monthly_micros,
+                        ceilings.spend.get(USER_MONTHLY),
+                    ),
                     resets_at=next_month_start(now),
                 )
             )
@@ -608,7 +541,11 @@ class QuotaPolicy:
                     USER_DAILY,
                     "user",
                     since=since,
-                    max_micros=_pick(guild.user_daily_micros, self.defaults.user_daily_micros),
+                    max_micros=_within(
+                        guild.user_daily_micros,
+                        self.defaults.user_daily_micros,
+                        ceilings.spend.get(USER_DAILY),
+                    ),
                     resets_at=ages_out,
                 )
             )
@@ -622,8 +559,15 @@ class QuotaPolicy:
                 resets_at=day + DAY_SECONDS,
             )
         )
-        max_active = _pick(guild.max_active_per_user, self.defaults.max_active_per_user)
-        cooldown = _pick(guild.cooldown_seconds, self.defaults.cooldown_seconds)
+        # A guild's values apply within the owner's ceilings, whenever they were stored.
+        max_active = self.defaults.max_active_per_user
+        if guild.max_active_per_user is not None:
+            max_active = guild.max_active_per_user
+            if ceilings.max_active is not None:
+                max_active = min(max_active, ceilings.max_active)
+        cooldown = self.defaults.cooldown_seconds
+        if guild.cooldown_seconds is not None:
+            cooldown = max(guild.cooldown_seconds, ceilings.min_cooldown or 0.0)
         return QuotaPlan(
             limits=tuple(limits),
             max_active_per_user=None if exempt else max_active,
@@ -703,12 +647,9 @@ class QuotaPolicy:
             )
             windows.append(WindowUsage(name, _LABELS[name], used, ceiling, resets, rolling))
         active = sum(1 for j in await self.store.active_jobs() if j.user_id == user_id)
-        max_active = plan.max_active_per_user
-        if overrides.for_limit(ACTIVE_JOBS_LIMIT).exempt:
-            max_active = None
-        cooldown = plan.cooldown_seconds
-        if overrides.for_limit(COOLDOWN_LIMIT).exempt:
-            cooldown = None
+        max_active, cooldown = apply_exemptions(
+            overrides, self.defaults.ceilings, plan.max_active_per_user, plan.cooldown_seconds
+        )
         next_at: float | None = None
         if cooldown is not None:
             last = await self.store.last_request_at(user_id)
@@ -730,7 +671,7 @@ class QuotaPolicy:
     ) -> Overrides:
         # The same selection the store makes inside reserve_job (store/quota.load_overrides).
         if guild_id is None:
-            return Overrides((), user_id)
+            return Overrides((), user_id, self.defaults.ceilings)
         roles = set(role_ids)
         found = [
             o
@@ -738,7 +679,7 @@ class QuotaPolicy:
             if (o.target_kind == "user" and o.target_id == user_id)
             or (o.target_kind == "role" and o.target_id in roles)
         ]
-        return Overrides(found, user_id)
+        return Overrides(found, user_id, self.defaults.ceilings)
 
     async def guild_usage(
         self, guild_id: int, now: float | None = None, top: int = 10
@@ -756,6 +697,14 @@ class QuotaPolicy:
 
 def _pick(override: _T | None, default: _T) -> _T:
     return default if override is None else override
+
+
+def _within(guild_value: int | None, default: int, ceiling: int | None) -> int:
+    """A guild's budget as it applies: capped at the owner's ceiling (the bot's own default is
+    the owner's, never capped)."""
+    if guild_value is None:
+        return default
+    return guild_value if ceiling is None else min(guild_value, ceiling)
 
 
 def _describe_spend(refusal: Refusal) -> str:

@@ -146,6 +146,19 @@ class Settings(BaseSettings):
     quota_max_active_per_user: int = Field(default=2, ge=1, le=100)
     quota_cooldown_seconds: float = Field(default=30.0, ge=0, le=86_400)
     quota_max_concurrent_jobs: int = Field(default=4, ge=1, le=1000)
+    # The most a server's admins may give (unset: the QUOTA_* value above, so by default they
+    # can only lower limits); owners raise these to let admins go further.
+    admin_max_user_daily_dollars: Dollars | None = None
+    admin_max_user_monthly_dollars: Dollars | None = None
+    admin_max_active_per_user: int | None = Field(default=None, ge=1, le=100)
+    admin_min_cooldown_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    admin_may_exempt: bool = False
+
+    # --- Reference images and re-showing videos ----------------------------------------------
+    # Images decoded at once in the whole process (each may take a second of CPU and 100 MB).
+    reference_max_decodes: int = Field(default=2, ge=1, le=16)
+    # Wait between one member's "show again" picks (each downloads, and may re-encode, a video).
+    show_again_cooldown_seconds: float = Field(default=60.0, ge=0, le=86_400)
 
     # --- Storage -------------------------------------------------------------------------------
     data_dir: Path = Path("./data")
@@ -173,6 +186,8 @@ class Settings(BaseSettings):
         "quota_user_daily_dollars",
         "quota_user_monthly_dollars",
         "quota_bot_daily_dollars",
+        "admin_max_user_daily_dollars",
+        "admin_max_user_monthly_dollars",
         mode="before",
     )
     @classmethod

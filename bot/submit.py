@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +28,9 @@ from bot.api.errors import (
     describe_error,
 )
 from bot.api.models import CreateVideo, ReferenceImage, Video
-from bot.catalog import Catalog, format_dollars
+from bot.catalog import Catalog, NotOffered, format_dollars
+from bot.files import open_private
+from bot.options import option_refusal
 from bot.prompt import clean_prompt, prompt_problem
 from bot.quota import QuotaPolicy, check_request, load_guild_settings
 from bot.redact import redact
@@ -105,13 +106,62 @@ class JobService:
     ) -> Job | Refused:
         """Validate and reserve (refusing before any API call), then create. Never raises for
         API failures: the returned job carries the outcome (running, failed, or still creating)."""
+        admitted = await self._admit(origin, request, has_reference=reference is not None)
+        if isinstance(admitted, Refused):
+            return admitted
+        new, now = admitted
+        return await self._reserve_and_start(origin, new, now, reference)
+
+    async def precheck(
+        self, origin: Origin, request: CreateVideo, *, has_reference: bool = False
+    ) -> Refused | None:
+        """Every check `submit` makes (prompt, catalog, options, the server's rules, budgets,
+        cooldown, active jobs), reserving nothing: run before a reference image is downloaded
+        or decoded, so a request that would be refused costs nothing. `submit` checks again,
+        atomically, when it reserves."""
+        admitted = await self._admit(origin, request, has_reference=has_reference)
+        if isinstance(admitted, Refused):
+            return admitted
+        new, now = admitted
+        refusal = await self.policy.check(origin, new, now)
+        return Refused(self.policy.describe(refusal)) if refusal is not None else None
+
+    async def _admit(
+        self, origin: Origin, request: CreateVideo, *, has_reference: bool
+    ) -> tuple[NewJob, float] | Refused:
+        """The job `request` would be (and the time it was judged at), or why it is refused;
+        nothing is written."""
         assert request.model and request.seconds and request.size
         text = clean_prompt(request.prompt)
-        problem = prompt_problem(text) or self.catalog.check(
-            request.model, request.seconds, request.size
+        problem = prompt_problem(text)
+        if problem:
+            return Refused(problem)
+        spec = self.catalog.get(request.model)
+        problem = (
+            option_refusal(
+                spec,
+                negative_prompt=request.negative_prompt,
+                seed=request.seed,
+                audio=request.audio,
+            )
+            if spec is not None
+            else None
         )
         if problem:
             return Refused(problem)
+        try:
+            # The options checked against the model too: one it does not take is refused here,
+            # before anything is sent; where the server would fix a seed, one is drawn.
+            picked = self.catalog.resolve(
+                request.model,
+                request.seconds,
+                request.size,
+                negative_prompt=request.negative_prompt,
+                seed=request.seed,
+                audio=request.audio,
+            )
+        except NotOffered as exc:
+            return Refused(str(exc))
         guild = await load_guild_settings(self.store, origin.guild_id)
         problem = check_request(
             guild,
@@ -132,9 +182,13 @@ class JobService:
             seconds=request.seconds,
             size=request.size,
             cost=cost,
-            has_reference=reference is not None,
+            has_reference=has_reference,
+            negative_prompt=picked.negative_prompt,
+            seed=picked.seed,
+            # Sent only when asked for: the model's own default needs no field.
+            audio=picked.audio if request.audio is not None else None,
         )
-        return await self._reserve_and_start(origin, new, now, reference)
+        return new, now
 
     async def submit_followup(
         self,
@@ -210,8 +264,14 @@ class JobService:
         has_reference: bool = False,
         kind: JobKind = "create",
         source_job_id: int | None = None,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        audio: bool | None = None,
     ) -> NewJob:
         return NewJob(
+            negative_prompt=negative_prompt,
+            seed=seed,
+            audio=audio,
             kind=kind,
             source_job_id=source_job_id,
             user_id=origin.user_id,
@@ -310,6 +370,11 @@ class JobService:
                 video = await start()
             except CreateOutcomeUnknown as exc:
                 log.warning("job %s: create outcome unknown (%s)", job.id, describe_error(exc))
+                status = exc.cause.status
+                if status is not None and 200 <= status < 300:
+                    # A "yes" the bot cannot use (an unsafe id, a body that does not parse):
+                    # the service made a job, so it is looked for but never sent again.
+                    await self.store.mark_create_answered(job.id)
                 if not self.client.caps.list:
                     # Nothing can tell whether the service started a job: the member is told
                     # at once, and refunded.
@@ -360,7 +425,13 @@ class JobService:
                 )
                 return None
             request = CreateVideo(
-                prompt=job.prompt, model=job.model, seconds=job.seconds, size=job.size
+                prompt=job.prompt,
+                model=job.model,
+                seconds=job.seconds,
+                size=job.size,
+                negative_prompt=job.negative_prompt,
+                seed=job.seed,
+                audio=job.audio,
             )
             return lambda: self.client.create(request, reference)
         source = await self.store.get_job(job.source_job_id) if job.source_job_id else None
@@ -388,9 +459,7 @@ class JobService:
 
     def _save_reference(self, job_id: int, reference: ReferenceImage) -> None:
         path = self._reference_path(job_id, _REFERENCE_TYPES[reference.content_type])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
+        with open_private(path) as handle:
             handle.write(reference.data)
 
     def _load_reference(self, job_id: int) -> ReferenceImage | None:

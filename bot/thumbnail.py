@@ -16,6 +16,8 @@ from pathlib import Path
 import av
 from PIL import Image
 
+from bot.files import open_private
+
 log = logging.getLogger(__name__)
 
 # Packets read before giving up on finding a decodable frame (a keyframe comes first in practice).
@@ -40,9 +42,7 @@ def make_thumbnail(video: Path, dest: Path) -> bool:
     fmt = "JPEG" if dest.suffix.lower() in (".jpg", ".jpeg") else "WEBP"
     part = dest.with_name(dest.name + ".part")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
+        with open_private(part) as handle:
             image.save(handle, fmt, quality=QUALITY)
         os.replace(part, dest)
     except (OSError, ValueError) as exc:

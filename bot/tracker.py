@@ -37,7 +37,7 @@ from bot.api.errors import (
     VideoAPIError,
     is_outage,
 )
-from bot.api.models import Phase, Video
+from bot.api.models import Phase, Video, micros_of_dollars
 from bot.jobview import MAX_CREATE_SENDS
 from bot.redact import redact
 from bot.store import InvalidTransition, Job, Store
@@ -66,6 +66,9 @@ _SANE_SECONDS = 10 * 365 * 86_400
 
 NO_LIST_MESSAGE = "The video service did not confirm the request; nothing was charged to you."
 UNCONFIRMED_MESSAGE = "The video service never confirmed the request, so it was refunded."
+UNUSABLE_MESSAGE = (
+    "The video service accepted the request but answered in a way the bot cannot use."
+)
 DEADLINE_MESSAGE = "The video took too long and was given up."
 
 
@@ -451,6 +454,9 @@ class Tracker:
                 job.id,
                 completed_at=_sane_time(video.completed_at, now) or now,
                 expires_at=_sane_time(video.expires_at, now),
+                reported_cost_micros=None
+                if video.cost_usd is None
+                else micros_of_dollars(video.cost_usd),
             )
             await self._finished(done, stats)
         elif video.phase is Phase.FAILED:
@@ -606,6 +612,13 @@ class Tracker:
             log.warning("job %s: adopted video %s after an unconfirmed create", job.id, video.id)
             if attached is not None:
                 await self._tell_changed(attached)
+            return None
+        if job.create_answered:
+            # The service said yes with an answer the bot cannot use, and its listing does not
+            # show the job in a usable form either: it is given up (and refunded), never resent.
+            self._clean_reads.pop(job.id, None)
+            done = await self.store.mark_failed(job.id, "create_unusable", UNUSABLE_MESSAGE)
+            await self._finished(done, stats)
             return None
         if now - attempted > self.create_grace or self._past_deadline(job, now):
             # Looked for long enough (a search that keeps failing or finding several candidates

@@ -10,6 +10,10 @@ the guild the command runs in.
 permissions there: it has no default permissions (a server's Manage Server says nothing about
 who pays the bill), and the owner check runs at run time.
 
+What an admin may raise is bounded by the owner's ceilings (bot.ceilings); every change, and
+every attempt past a ceiling, is in the audit (`/video-admin audit` for the guild's,
+`/video-owner audit` for the bot-wide cap's).
+
 Replies are ephemeral. Amounts are shown with `format_dollars`, times as `<t:UNIX:R>`.
 """
 
@@ -24,6 +28,14 @@ import discord
 from discord import app_commands
 
 from bot.catalog import format_dollars
+from bot.ceilings import (
+    EVERY_LIMIT,
+    KEEP,
+    Actor,
+    GuildAdmin,
+    action_label,
+    change_lines,
+)
 from bot.quota import (
     ACTIVE_JOBS_LIMIT,
     COOLDOWN_LIMIT,
@@ -31,20 +43,14 @@ from bot.quota import (
     USER_DAILY,
     USER_MONTHLY,
     GuildSettings,
+    discord_time,
     load_guild_settings,
     parse_dollars,
     quota_overrides_for,
-    reset_quota,
-    set_allowed_channels,
-    set_allowed_models,
-    set_exempt,
-    set_guild_budget,
-    set_guild_cooldown,
-    set_guild_max_active,
-    set_max_seconds,
-    set_quota,
 )
 from bot.store import QuotaOverride, TargetKind
+from bot.store.audit import AuditEntry
+from bot.store.quota import NO_CEILINGS, Ceilings
 from cogs.quota import COLOUR, add_report_fields, report_summary, window_text
 from cogs.render import notice_embed
 
@@ -53,9 +59,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVERY_LIMIT = "all"
 MAX_SECONDS_CEILING = 3600
 TOP_MEMBERS = 10
+AUDIT_PAGE = 8
+AUDIT_ENTRY_CHARS = 400
 
 Target = discord.Member | discord.User | discord.Role
 
@@ -151,16 +158,23 @@ def _limit_order(override: QuotaOverride) -> int:
     return names.index(override.limit_name) if override.limit_name in names else len(names)
 
 
-def overrides_text(overrides: Sequence[QuotaOverride]) -> str:
+def overrides_text(overrides: Sequence[QuotaOverride], ceilings: Ceilings = NO_CEILINGS) -> str:
+    """The stored overrides, each with what it counts as where it is past the owner's ceiling
+    (stored before the ceiling was set)."""
     lines: list[str] = []
     for o in sorted(overrides, key=_limit_order):
         label = OVERRIDABLE_LIMITS.get(o.limit_name, o.limit_name)
+        ceiling = ceilings.spend.get(o.limit_name)
         if o.exempt:
             value = "exempt"
             if o.max_micros is not None:
                 value += f" ({format_dollars(o.max_micros)} applies if the exemption is lifted)"
+            if not ceilings.may_exempt:
+                value += " — not allowed by the bot's owner: counts as the most admins may give"
         elif o.max_micros is not None:
             value = format_dollars(o.max_micros)
+            if ceiling is not None and o.max_micros > ceiling:
+                value += f" — counts as {format_dollars(ceiling)}, the bot owner's ceiling"
         else:
             value = "default"
         lines.append(f"• {label}: {value}")
@@ -171,6 +185,36 @@ def _money(value: int | None, default: int) -> str:
     if value is None:
         return f"{format_dollars(default)} (bot default)"
     return format_dollars(value)
+
+
+def audit_target(target: str | None) -> str:
+    kind, _, raw = (target or "").partition(":")
+    if not raw.isdigit():
+        return ""
+    return f" for <@&{raw}>" if kind == "role" else f" for <@{raw}>"
+
+
+def audit_text(entry: AuditEntry) -> str:
+    """One entry: when, who, what, and each value before and after."""
+    who = f"<@{entry.actor_id}>" + (" (owner)" if entry.actor_kind == "owner" else "")
+    head = f"{discord_time(entry.at, 'f')} {who} {action_label(entry.action)}"
+    head += audit_target(entry.target)
+    if entry.refused:
+        head = f"**Refused:** {head}"
+    lines = [head]
+    if entry.refused and entry.reason:
+        lines.append(f"  _{entry.reason}_")
+    lines += [f"  {line}" for line in change_lines(entry)]
+    text = "\n".join(lines)
+    return text if len(text) <= AUDIT_ENTRY_CHARS else text[: AUDIT_ENTRY_CHARS - 1] + "…"
+
+
+def audit_embed(title: str, entries: Sequence[AuditEntry], page: int, total: int) -> discord.Embed:
+    pages = max(1, -(-total // AUDIT_PAGE))
+    body = "\n\n".join(audit_text(e) for e in entries) or "No changes recorded."
+    embed = discord.Embed(title=title, description=body, colour=COLOUR)
+    embed.set_footer(text=f"Page {page} of {pages} · {total} entries, newest first")
+    return embed
 
 
 def _plain(value: float | None, default: float | None, unit: str) -> str:
@@ -198,6 +242,10 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
         name="settings", description="Where and how /video may be used here", parent=admin
     )
 
+    def admin_of(interaction: discord.Interaction) -> GuildAdmin:
+        actor = Actor(interaction.user.id, owner=bot.quota.is_owner(interaction.user.id))
+        return GuildAdmin(bot.store, bot.quota.defaults.ceilings, guild_of(interaction), actor)
+
     async def show_target(
         interaction: discord.Interaction, target: Target, headline: str | None = None
     ) -> None:
@@ -206,7 +254,7 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
         overrides = await quota_overrides_for(bot.store, guild_id, kind, target_id)
         lines = [headline] if headline else []
         lines.append(f"Overrides of {describe_target(target)} in this server:")
-        lines.append(overrides_text(overrides))
+        lines.append(overrides_text(overrides, bot.quota.defaults.ceilings))
         if kind == "role" and target_id in bot.quota.defaults.exempt_role_ids:
             lines.append(
                 "This role is exempt from every per-member limit by the bot's settings "
@@ -254,43 +302,12 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
     ) -> None:
         guild_id = guild_of(interaction)
         kind, target_id = target_of(target)
-        store = bot.store
         try:
-            if limit == EVERY_LIMIT:
-                if dollars is not None:
-                    raise ValueError(
-                        "An amount is for one budget: choose the 24-hour or the monthly budget."
-                    )
-                if exempt is None:
-                    raise ValueError(
-                        "For every limit, set exempt: True to exempt, False to lift exemptions."
-                    )
-                await set_exempt(store, guild_id, kind, target_id, exempt)
-            else:
-                micros = None if dollars is None else parse_dollars(dollars)
-                if micros is None and exempt is None:
-                    raise ValueError(
-                        "Give an amount in dollars or exempt; to go back to the defaults, "
-                        "use `/video-admin quota reset`."
-                    )
-                current = await store.get_quota_override(guild_id, kind, target_id, limit)
-                if micros is None and current is not None:
-                    micros = current.max_micros  # only the exemption changes
-                # An amount on its own is the budget: it ends an exemption unless exempt says so.
-                new_exempt = bool(exempt)
-                if micros is None and not new_exempt:
-                    if current is not None:
-                        await store.delete_quota_override(guild_id, kind, target_id, limit)
-                else:
-                    await set_quota(
-                        store,
-                        guild_id,
-                        kind,
-                        target_id,
-                        limit,
-                        max_micros=micros,
-                        exempt=new_exempt,
-                    )
+            micros = None if dollars is None else parse_dollars(dollars)
+            # Checked against the owner's ceilings; a refusal (OverCeiling) is audited too.
+            await admin_of(interaction).set_quota(
+                kind, target_id, limit, micros=micros, exempt=exempt
+            )
         except ValueError as exc:
             await refuse(interaction, str(exc))
             return
@@ -316,7 +333,7 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
     async def quota_reset(interaction: discord.Interaction, target: Target) -> None:
         guild_id = guild_of(interaction)
         kind, target_id = target_of(target)
-        removed = await reset_quota(bot.store, guild_id, kind, target_id)
+        removed = await admin_of(interaction).reset_quota(kind, target_id)
         log.info(
             "guild %s: user %s reset %s %s (%d removed)",
             guild_id,
@@ -386,7 +403,22 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
             ]
         )
         embed.add_field(name="Each member's limits", value=limits, inline=False)
+        embed.add_field(name="Most admins may give (the bot owner's)", value=ceilings_text())
         return embed
+
+    def ceilings_text() -> str:
+        ceilings = bot.quota.defaults.ceilings
+        daily, monthly = ceilings.spend.get(USER_DAILY), ceilings.spend.get(USER_MONTHLY)
+        return "\n".join(
+            [
+                "24-hour budget: " + ("no limit" if daily is None else format_dollars(daily)),
+                "Monthly budget: " + ("no limit" if monthly is None else format_dollars(monthly)),
+                "Videos in progress at once: "
+                + ("no limit" if ceilings.max_active is None else str(ceilings.max_active)),
+                f"Shortest cooldown: {ceilings.min_cooldown or 0:g} s",
+                "Exemptions: " + ("allowed" if ceilings.may_exempt else "not allowed"),
+            ]
+        )
 
     async def show_settings(interaction: discord.Interaction, headline: str | None) -> None:
         current = await load_guild_settings(bot.store, guild_of(interaction))
@@ -407,14 +439,14 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
         words = [w for w in re.split(r"[\s,]+", models.strip()) if w]
         try:
             if [w.lower() for w in words] == ["all"]:
-                await set_allowed_models(bot.store, guild_id, None)
+                await admin_of(interaction).set_models(None)
             else:
                 unknown = [w for w in words if catalog.get(w) is None]
                 if unknown:
                     known = ", ".join(f"`{m.id}`" for m in catalog.models)
                     bad = ", ".join(f"`{w}`" for w in unknown)
                     raise ValueError(f"Unknown model {bad}. Models: {known}, or `all`.")
-                await set_allowed_models(bot.store, guild_id, words)
+                await admin_of(interaction).set_models(words)
         except ValueError as exc:
             await refuse(interaction, str(exc))
             return
@@ -435,7 +467,7 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
                 f"No model makes videos that short: the shortest is {shortest} seconds.",
             )
             return
-        await set_max_seconds(bot.store, guild_id, maximum)
+        await admin_of(interaction).set_max_seconds(maximum)
         log.info("guild %s: user %s set max seconds %s", guild_id, interaction.user.id, maximum)
         await show_settings(interaction, "Saved.")
 
@@ -471,7 +503,7 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
         else:
             await refuse(interaction, f"{channel.mention} is not on the list.")
             return
-        await set_allowed_channels(bot.store, guild_id, listed)
+        await admin_of(interaction).set_channels(listed)
         log.info("guild %s: user %s set channels %s", guild_id, interaction.user.id, listed)
         headline = "Saved." if listed else "Saved: `/video` can be used in every channel."
         await show_settings(interaction, headline)
@@ -493,30 +525,19 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
         reset: bool = False,
     ) -> None:
         guild_id = guild_of(interaction)
-        store = bot.store
         if not reset and daily is None and monthly is None and active is None and cooldown is None:
             await show_settings(interaction, "Nothing changed: give a limit to set, or reset.")
             return
         try:
-            # Every value is checked before anything is written.
-            budgets = {
-                name: budget_value(text)
-                for name, text in ((USER_DAILY, daily), (USER_MONTHLY, monthly))
-                if text is not None
-            }
-            if reset:
-                await set_guild_budget(store, guild_id, USER_DAILY, None)
-                await set_guild_budget(store, guild_id, USER_MONTHLY, None)
-                await set_guild_max_active(store, guild_id, None)
-                await set_guild_cooldown(store, guild_id, None)
-            if USER_DAILY in budgets:
-                await set_guild_budget(store, guild_id, USER_DAILY, budgets[USER_DAILY])
-            if USER_MONTHLY in budgets:
-                await set_guild_budget(store, guild_id, USER_MONTHLY, budgets[USER_MONTHLY])
-            if active is not None:
-                await set_guild_max_active(store, guild_id, active)
-            if cooldown is not None:
-                await set_guild_cooldown(store, guild_id, float(cooldown))
+            # Every value is checked (input, then the owner's ceilings) before anything is
+            # written, and all of them are written in one transaction with their audit entry.
+            await admin_of(interaction).set_limits(
+                daily=KEEP if daily is None else budget_value(daily),
+                monthly=KEEP if monthly is None else budget_value(monthly),
+                active=KEEP if active is None else active,
+                cooldown=KEEP if cooldown is None else float(cooldown),
+                reset=reset,
+            )
         except ValueError as exc:
             await refuse(interaction, str(exc))
             return
@@ -531,6 +552,16 @@ def build_admin_group(bot: VideoBot) -> app_commands.Group:
             reset,
         )
         await show_settings(interaction, "Saved.")
+
+    @admin.command(name="audit", description="Who changed this server's video limits, and how")
+    @app_commands.describe(page="Which page (newest first)")
+    async def audit(
+        interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1
+    ) -> None:
+        guild_id = guild_of(interaction)
+        total = await bot.store.count_audit(guild_id)
+        entries = await bot.store.audit_entries(guild_id, AUDIT_PAGE, (page - 1) * AUDIT_PAGE)
+        await answer(interaction, audit_embed("Changes in this server", entries, page, total))
 
     guard(admin, require_manage_guild)
     return admin
@@ -565,10 +596,10 @@ def build_owner_group(bot: VideoBot) -> app_commands.Group:
         headline: str | None = None
         try:
             if reset:
-                await bot.quota.set_bot_daily_cap(None)
+                await bot.quota.set_bot_daily_cap(None, by=interaction.user.id)
                 headline = "Back to the cap in the bot's settings."
             elif dollars is not None:
-                await bot.quota.set_bot_daily_cap(parse_dollars(dollars))
+                await bot.quota.set_bot_daily_cap(parse_dollars(dollars), by=interaction.user.id)
                 headline = "Saved."
         except ValueError as exc:
             await refuse(interaction, str(exc))
@@ -589,6 +620,15 @@ def build_owner_group(bot: VideoBot) -> app_commands.Group:
         embed.add_field(name="In the bot's settings", value=format_dollars(setting), inline=False)
         embed.set_footer(text="Every server's spending counts against it.")
         await answer(interaction, embed)
+
+    @owner.command(name="audit", description="Changes to the bot-wide cap, newest first")
+    @app_commands.describe(page="Which page (newest first)")
+    async def owner_audit(
+        interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1
+    ) -> None:
+        total = await bot.store.count_audit(None)
+        entries = await bot.store.audit_entries(None, AUDIT_PAGE, (page - 1) * AUDIT_PAGE)
+        await answer(interaction, audit_embed("Bot-wide changes", entries, page, total))
 
     guard(owner, owner_check(bot))
     return owner

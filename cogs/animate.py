@@ -16,16 +16,19 @@ from urllib.parse import urlsplit
 import discord
 from discord import app_commands
 
-from bot.api.models import CreateVideo, ReferenceImage
-from bot.catalog import Catalog, NotOffered, size_label
+from bot.api.models import CreateVideo
+from bot.catalog import SEED_LIMIT, Catalog, NotOffered, size_label
+from bot.options import option_refusal
 from bot.prompt import clean_prompt, prompt_problem
-from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
+from bot.reference import ReferenceRejected, check_declared_size
 from cogs.actions import PROMPT_LIMIT, bot_of, report_failure
 from cogs.video import (
     CHOICE_LIMIT,
     REFERENCE_LIMIT_BYTES,
     TOKEN_LIFETIME,
     acknowledged,
+    fetch_reference,
+    passes_precheck,
     refuse,
     submit_and_present,
 )
@@ -55,18 +58,12 @@ FOREIGN_IMAGE = (
 
 @dataclass(frozen=True)
 class ImageSource:
-    """The image a message offers: an attachment, or the Discord attachment URL of an embed."""
+    """The image a message offers: an attachment's URL, or the Discord attachment URL of an
+    embed (checked to be one by `find_image`), and its size where Discord declared one."""
 
     filename: str
-    attachment: discord.Attachment | None = None
-    url: str | None = None
-
-    async def read(self, client: discord.Client) -> bytes:
-        if self.attachment is not None:
-            return await self.attachment.read()
-        assert self.url is not None and is_discord_attachment_url(self.url)
-        # discord.py's own HTTP session: no second client, and the address is Discord's CDN.
-        return await client.http.get_from_cdn(self.url)
+    url: str
+    declared_size: int | None = None
 
 
 def _is_image_attachment(attachment: discord.Attachment) -> bool:
@@ -95,7 +92,9 @@ def find_image(message: discord.Message) -> ImageSource | str:
     """The image to animate, or why there is none (for the member)."""
     for attachment in message.attachments:
         if _is_image_attachment(attachment):
-            return ImageSource(filename=attachment.filename, attachment=attachment)
+            return ImageSource(
+                filename=attachment.filename, url=attachment.url, declared_size=attachment.size
+            )
     foreign = False
     for embed in message.embeds:
         for url in (embed.image.url, embed.thumbnail.url):
@@ -136,9 +135,69 @@ def size_options(catalog: Catalog) -> list[discord.SelectOption]:
     ][:CHOICE_LIMIT]
 
 
+# The options field of the form (a modal holds five fields, all taken by the prompt, the three
+# menus and the fit, so where some model takes options they share one field with the fit).
+OPTIONS_LABEL = "Options"
+OPTIONS_HELP = "One per line: seed 1234 · sound on / sound off · avoid: what not to show · pad"
+OPTIONS_LIMIT = 2100
+_AVOID_WORDS = ("avoid", "negative", "negative prompt", "not")
+_SOUND_WORDS = {
+    "sound on": True,
+    "audio on": True,
+    "with sound": True,
+    "sound off": False,
+    "audio off": False,
+    "no sound": False,
+    "without sound": False,
+    "silent": False,
+}
+
+
+@dataclass(frozen=True)
+class FormOptions:
+    """What a member wrote in the form's options field."""
+
+    fit: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    sound: bool | None = None
+
+
+def parse_options(text: str) -> FormOptions | str:
+    """The options field, one option per line (or separated by `;`), or why it cannot be read
+    (for the member)."""
+    found: dict[str, Any] = {}
+    for raw in text.replace(";", "\n").splitlines():
+        part = raw.strip()
+        if not part:
+            continue
+        word = " ".join(part.lower().split())
+        key, sep, rest = part.partition(":")
+        value: str | bool | int | None
+        if sep and " ".join(key.lower().split()) in _AVOID_WORDS:
+            name, value = "negative_prompt", rest.strip() or None
+        elif word in ("pad", "crop"):
+            name, value = "fit", word
+        elif word in _SOUND_WORDS:
+            name, value = "sound", _SOUND_WORDS[word]
+        elif word.startswith("seed"):
+            digits = word.removeprefix("seed").lstrip(" :=")
+            if not digits.isdigit() or int(digits) >= SEED_LIMIT:
+                return f"A seed is a whole number from 0 to {SEED_LIMIT - 1}."
+            name, value = "seed", int(digits)
+        else:
+            shown = (part if len(part) <= 40 else part[:40] + "…").replace("`", "'")
+            return f"Could not read `{shown}` in {OPTIONS_LABEL}. {OPTIONS_HELP}."
+        if name in found:
+            return f"{OPTIONS_LABEL} gives {name.replace('_', ' ')} twice."
+        found[name] = value
+    return FormOptions(**found)
+
+
 class AnimateModal(discord.ui.Modal):
-    """The prompt, and optionally model, seconds, size and fit; anything left empty takes the
-    model's default, as `/video` does."""
+    """The prompt, and optionally model, seconds, size and fit (and, where some model takes
+    them, a negative prompt, a seed and sound on or off); anything left empty takes the model's
+    default, as `/video` does."""
 
     def __init__(self, bot: VideoBot, image: ImageSource) -> None:
         super().__init__(title="Animate image", timeout=TOKEN_LIFETIME)
@@ -179,16 +238,48 @@ class AnimateModal(discord.ui.Modal):
             ],
             required=False,
         )
+        self.options: discord.ui.TextInput[AnimateModal] | None = None
         self.add_item(discord.ui.Label(text="Model", component=self.model))
         self.add_item(discord.ui.Label(text="Length", component=self.seconds))
         self.add_item(discord.ui.Label(text="Size", component=self.size))
-        self.add_item(discord.ui.Label(text="Fitting the image", component=self.fit))
+        if any(
+            m.options.negative_prompt or m.options.seed or m.options.audio for m in catalog.models
+        ):
+            self.options = discord.ui.TextInput(
+                style=discord.TextStyle.paragraph,
+                placeholder="seed 1234\nsound off\navoid: blurry, text",
+                max_length=OPTIONS_LIMIT,
+                required=False,
+            )
+            self.add_item(
+                discord.ui.Label(
+                    text=OPTIONS_LABEL, description=OPTIONS_HELP, component=self.options
+                )
+            )
+        else:
+            self.add_item(discord.ui.Label(text="Fitting the image", component=self.fit))
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         bot = self.bot
         catalog = bot.catalog
         text = clean_prompt(self.prompt.value)
         problem = prompt_problem(text)
+        if problem:
+            await refuse(interaction, problem)
+            return
+        extras = parse_options(self.options.value) if self.options is not None else FormOptions()
+        if isinstance(extras, str):
+            await refuse(interaction, extras)
+            return
+        fit = extras.fit or _pick(self.fit)
+        avoid = clean_prompt(extras.negative_prompt) if extras.negative_prompt else None
+        model = _pick(self.model)
+        spec = catalog.get(model) if model else catalog.default
+        problem = (
+            option_refusal(spec, negative_prompt=avoid, seed=extras.seed, audio=extras.sound)
+            if spec is not None
+            else None
+        )
         if problem:
             await refuse(interaction, problem)
             return
@@ -201,39 +292,42 @@ class AnimateModal(discord.ui.Modal):
             size = None
         try:
             picked = catalog.resolve(
-                _pick(self.model),
+                model,
                 _pick(self.seconds),
                 size,
                 aspect_ratio=aspect,
                 resolution=resolution,
+                negative_prompt=avoid,
+                seed=extras.seed,
+                audio=extras.sound,
             )
         except NotOffered as exc:
             await refuse(interaction, str(exc))
             return
         dims = picked.size
         async with acknowledged(bot, interaction):
-            try:
-                data = await self.image.read(interaction.client)
-                fitted: ReferenceImage = await fit_reference_async(
-                    data,
-                    dims,
-                    mode="pad" if _pick(self.fit) == "pad" else "crop",
-                    max_bytes=REFERENCE_LIMIT_BYTES,
-                )
-            except ReferenceRejected as exc:
-                await refuse(interaction, f"That image can't be used: {exc.reason}")
-                return
-            except discord.HTTPException as exc:
-                log.info("could not fetch %s for Animate image: %s", self.image.filename, exc)
-                await refuse(
-                    interaction,
-                    "The image could not be fetched from Discord; "
-                    "the message may have been deleted.",
-                )
-                return
             request = CreateVideo(
-                prompt=text, model=picked.model, seconds=picked.seconds, size=dims
+                prompt=text,
+                model=picked.model,
+                seconds=picked.seconds,
+                size=dims,
+                negative_prompt=picked.negative_prompt,
+                seed=picked.seed,
+                # Sound is sent only when asked for: the model's own default needs no field.
+                audio=picked.audio if extras.sound is not None else None,
             )
+            if not await passes_precheck(bot, interaction, request):
+                return
+            fitted = await fetch_reference(
+                bot,
+                interaction,
+                self.image.url,
+                dims,
+                mode="pad" if fit == "pad" else "crop",
+                declared_size=self.image.declared_size,
+            )
+            if fitted is None:
+                return
             await submit_and_present(bot, interaction, request, fitted)
 
     async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item
@@ -247,9 +341,9 @@ async def animate_image(interaction: discord.Interaction, message: discord.Messa
     if isinstance(found, str):
         await refuse(interaction, found)
         return
-    if found.attachment is not None:
+    if found.declared_size is not None:
         try:
-            check_declared_size(found.attachment.size, REFERENCE_LIMIT_BYTES)
+            check_declared_size(found.declared_size, REFERENCE_LIMIT_BYTES)
         except ReferenceRejected as exc:
             await refuse(interaction, f"That image can't be used: {exc.reason}")
             return

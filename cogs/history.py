@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,15 @@ class HistoryView(SafeView):
         job = await self.bot.store.get_job(int(select.values[0]))
         if job is None or job.user_id != self.owner_id:
             await tell(interaction, "That job is not yours.")
+            return
+        wait = self.bot.show_again.take(interaction.user.id)
+        if wait > 0:
+            # Each pick downloads the video again (and may re-encode it): one a minute or so.
+            await tell(
+                interaction,
+                f"You can show a video again in {math.ceil(wait)} second"
+                f"{'s' if math.ceil(wait) != 1 else ''}.",
+            )
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         view = job_view(job, now=time.time())

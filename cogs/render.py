@@ -14,6 +14,7 @@ COLOURS = {
 }
 SOURCE_FIELD = "Made from"
 STATUS_FIELD = "Status"
+SEED_FIELD = "Seed"
 DELETED_STATUS = "🗑️ Deleted by its owner: the video is gone from the video service."
 _KIND_WORDS = {"remix": "Remix", "edit": "Edit", "extend": "Extension"}
 
@@ -25,6 +26,8 @@ def job_embed(
     embed.add_field(name="Model", value=view.model)
     embed.add_field(name="Length", value=f"{view.seconds} s")
     embed.add_field(name="Size", value=view.size)
+    if view.seed is not None:
+        embed.add_field(name=SEED_FIELD, value=view.seed)
     if source:
         embed.add_field(name=SOURCE_FIELD, value=source[:1024], inline=False)
     status = view.status if not view.bar else f"{view.status}\n`{view.bar}`"

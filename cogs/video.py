@@ -8,18 +8,28 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import discord
 from discord import app_commands
 
 from bot.api.models import CreateVideo, ReferenceImage
-from bot.catalog import Catalog, ModelSpec, NotOffered, parse_aspect, size_label
+from bot.catalog import (
+    NEGATIVE_PROMPT_LIMIT,
+    SEED_LIMIT,
+    Catalog,
+    ModelSpec,
+    NotOffered,
+    parse_aspect,
+    size_label,
+)
 from bot.jobview import job_view
+from bot.options import option_refusal
 from bot.prompt import clean_prompt, prompt_problem
-from bot.reference import ReferenceRejected, check_declared_size, fit_reference_async
+from bot.reference import FitMode, ReferenceRejected, check_declared_size
 from bot.store import Intake, Job
 from bot.submit import Origin, Refused
+from cogs.attachments import AttachmentUnavailable, read_capped
 from cogs.render import job_embed, notice_embed, source_line
 
 if TYPE_CHECKING:
@@ -212,6 +222,46 @@ async def acknowledged(bot: VideoBot, interaction: discord.Interaction) -> Async
         await bot.store.drop_intake(interaction.id)
 
 
+async def passes_precheck(
+    bot: VideoBot, interaction: discord.Interaction, request: CreateVideo
+) -> bool:
+    """Budget, cooldown, active jobs, channel and model first: a request that would be refused
+    is refused before its reference image is downloaded or decoded."""
+    refused = await bot.jobs.precheck(origin_of(interaction), request, has_reference=True)
+    if refused is not None:
+        await refuse(interaction, refused.message)
+        return False
+    return True
+
+
+async def fetch_reference(
+    bot: VideoBot,
+    interaction: discord.Interaction,
+    url: str,
+    size: str,
+    *,
+    mode: FitMode,
+    declared_size: int | None = None,
+) -> ReferenceImage | None:
+    """The member's image read from Discord's CDN with a size cap (checked before and while
+    reading) and fitted to `size` behind the process-wide decode gate; None after telling the
+    member why it cannot be used."""
+    try:
+        if declared_size is not None:
+            check_declared_size(declared_size, REFERENCE_LIMIT_BYTES)
+        data = await read_capped(bot.cdn, url, REFERENCE_LIMIT_BYTES)
+        return await bot.decoder.fit(data, size, mode=mode, max_bytes=REFERENCE_LIMIT_BYTES)
+    except ReferenceRejected as exc:
+        await refuse(interaction, f"That image can't be used: {exc.reason}")
+    except AttachmentUnavailable as exc:
+        log.info("could not fetch a reference image for %s: %s", interaction.id, exc)
+        await refuse(
+            interaction,
+            "The image could not be fetched from Discord; the message may have been deleted.",
+        )
+    return None
+
+
 async def submit_and_present(
     bot: VideoBot,
     interaction: discord.Interaction,
@@ -234,27 +284,66 @@ DESCRIPTIONS = {
     "size": "Width x height",
     "aspect_ratio": "Shape, for models chosen by aspect ratio (instead of a size)",
     "resolution": "Resolution, for models chosen by resolution (instead of a size)",
+    "negative_prompt": "What the video should not show (models that take a negative prompt)",
+    "seed": "A number that makes the same request give the same video (models that take one)",
+    "sound": "Sound on or off (models that make sound)",
     "reference": "An image to start from (jpeg, png, webp or gif)",
     "fit": "How the reference is fitted to the size: crop (default) or pad",
 }
 
 
+def video_parameters(catalog: Catalog) -> list[inspect.Parameter]:
+    """`/video`'s options as the catalog in use calls for: aspect ratio and resolution only
+    where some model is specified that way, and each per-model option only where some model
+    takes it (a member is never offered what no model here can use)."""
+    optional = inspect.Parameter.KEYWORD_ONLY
+
+    def option(name: str, annotation: object) -> inspect.Parameter:
+        return inspect.Parameter(name, optional, default=None, annotation=annotation)
+
+    params = [
+        inspect.Parameter(
+            "interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction
+        ),
+        inspect.Parameter("prompt", optional, annotation=app_commands.Range[str, 1, 4000]),
+        option("model", Optional[str]),  # noqa: UP045 - discord.py reads the annotation object
+        option("seconds", Optional[str]),  # noqa: UP045
+        option("size", Optional[str]),  # noqa: UP045
+    ]
+    if catalog.by_shape:
+        params += [option("aspect_ratio", Optional[str]), option("resolution", Optional[str])]  # noqa: UP045
+    taken = [m.options for m in catalog.models]
+    if any(o.negative_prompt for o in taken):
+        params.append(option("negative_prompt", app_commands.Range[str, 1, NEGATIVE_PROMPT_LIMIT]))
+    if any(o.seed for o in taken):
+        params.append(option("seed", app_commands.Range[int, 0, SEED_LIMIT - 1]))
+    if any(o.audio for o in taken):
+        params.append(option("sound", Optional[bool]))  # noqa: UP045
+    params += [option("reference", Optional[discord.Attachment]), option("fit", Optional[str])]  # noqa: UP045
+    return params
+
+
 def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
     """`/video` as the catalog in use shapes it: its models, durations and sizes as choices
-    (autocomplete past Discord's 25), and aspect ratio and resolution when a model is specified
-    that way. Any change of those changes the command tree's hash, so it is synced again."""
+    (autocomplete past Discord's 25), aspect ratio and resolution when a model is specified
+    that way, and the per-model options some model takes. Any change of those changes the
+    command tree's hash, so it is synced again."""
     catalog = bot.catalog
 
-    async def run(  # noqa: PLR0917 - one value per option
+    async def video(
         interaction: discord.Interaction,
+        *,
         prompt: str,
-        model: str | None,
-        seconds: str | None,
-        size: str | None,
-        aspect_ratio: str | None,
-        resolution: str | None,
-        reference: discord.Attachment | None,
-        fit: str | None,
+        model: str | None = None,
+        seconds: str | None = None,
+        size: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        sound: bool | None = None,
+        reference: discord.Attachment | None = None,
+        fit: str | None = None,
     ) -> None:
         # Checks that need no I/O answer at once and privately; everything slower comes after
         # the defer, which must reach Discord within 3 seconds.
@@ -263,64 +352,67 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
         if problem:
             await refuse(interaction, problem)
             return
+        avoid = clean_prompt(negative_prompt) if negative_prompt is not None else None
+        spec = catalog.get(model) if model else catalog.default
+        problem = (
+            option_refusal(spec, negative_prompt=avoid, seed=seed, audio=sound)
+            if spec is not None
+            else None
+        )
+        if problem:
+            await refuse(interaction, problem)
+            return
         try:
             picked = catalog.resolve(
-                model, seconds, size, aspect_ratio=aspect_ratio, resolution=resolution
+                model,
+                seconds,
+                size,
+                aspect_ratio=aspect_ratio,
+                resolution=resolution,
+                negative_prompt=avoid,
+                seed=seed,
+                audio=sound,
             )
         except NotOffered as exc:
             await refuse(interaction, str(exc))
             return
         async with acknowledged(bot, interaction):
+            request = CreateVideo(
+                prompt=text,
+                model=picked.model,
+                seconds=picked.seconds,
+                size=picked.size,
+                negative_prompt=picked.negative_prompt,
+                seed=picked.seed,
+                # Sound is sent only when asked for: the model's own default needs no field.
+                audio=picked.audio if sound is not None else None,
+            )
             fitted: ReferenceImage | None = None
             if reference is not None:
-                try:
-                    check_declared_size(reference.size, REFERENCE_LIMIT_BYTES)
-                    data = await reference.read()
-                    fitted = await fit_reference_async(
-                        data, picked.size, mode="pad" if fit == "pad" else "crop"
-                    )
-                except ReferenceRejected as exc:
-                    await refuse(interaction, f"That reference image can't be used: {exc.reason}")
+                if not await passes_precheck(bot, interaction, request):
                     return
-            request = CreateVideo(
-                prompt=text, model=picked.model, seconds=picked.seconds, size=picked.size
-            )
+                fitted = await fetch_reference(
+                    bot,
+                    interaction,
+                    reference.url,
+                    picked.size,
+                    mode="pad" if fit == "pad" else "crop",
+                    declared_size=reference.size,
+                )
+                if fitted is None:
+                    return
             await submit_and_present(bot, interaction, request, fitted)
 
-    async def video_by_shape(  # noqa: PLR0917 - Discord passes options as parameters
-        interaction: discord.Interaction,
-        prompt: app_commands.Range[str, 1, 4000],
-        model: str | None = None,
-        seconds: str | None = None,
-        size: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        reference: discord.Attachment | None = None,
-        fit: str | None = None,
-    ) -> None:
-        await run(
-            interaction, prompt, model, seconds, size, aspect_ratio, resolution, reference, fit
-        )
-
-    async def video_by_size(  # noqa: PLR0917 - Discord passes options as parameters
-        interaction: discord.Interaction,
-        prompt: app_commands.Range[str, 1, 4000],
-        model: str | None = None,
-        seconds: str | None = None,
-        size: str | None = None,
-        reference: discord.Attachment | None = None,
-        fit: str | None = None,
-    ) -> None:
-        await run(interaction, prompt, model, seconds, size, None, None, reference, fit)
-
-    # Aspect ratio and resolution are offered only where some model is specified that way.
-    callback: Callable[..., Coroutine[Any, Any, None]] = (
-        video_by_shape if catalog.by_shape else video_by_size
-    )
+    # discord.py reads the options from the callback's signature: this one offers exactly the
+    # options the catalog calls for (the function takes them all, each defaulting to None).
+    params = video_parameters(catalog)
+    video.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    names = {p.name for p in params}
+    callback: Callable[..., Coroutine[Any, Any, None]] = video
     choices, autocomplete = command_menus(catalog)
-    callback = app_commands.describe(
-        **{k: v for k, v in DESCRIPTIONS.items() if k in inspect.signature(callback).parameters}
-    )(callback)
+    callback = app_commands.describe(**{k: v for k, v in DESCRIPTIONS.items() if k in names})(
+        callback
+    )
     callback = app_commands.choices(
         **choices,
         fit=[

@@ -14,7 +14,7 @@ can only come from the marker, since the job has no id yet.
 | `redirect` | GET | 302 back to itself, with an HTML body |
 | `html` | GET | 200 with an HTML page instead of JSON (a captive proxy) |
 | `html-502` | GET | 502 with nginx's HTML error page |
-| `progress-inf` | GET, list | `progress: 1e400` (infinite once parsed) while the job runs |
+| `progress-inf` | GET, list | `progress: 1e400` (infinite once parsed), running, for 8 s |
 | `completed-at-huge` | GET, list | `completed_at: 10**30` once the job is done |
 | `list-item-no-id` | list | the job's list item has no `id` |
 | `list-item-wrong-type` | list | the job's list item is a string, not an object |
@@ -73,6 +73,8 @@ MARKER = re.compile(rb"hostile:([a-z0-9-]+)")
 ENDLESS_CAP_BYTES = 256 * 1024 * 1024
 HUGE_ERROR_BYTES = 600 * 1024 * 1024
 CHUNK = 1 << 20
+# How long `progress-inf` keeps the job running with an infinite progress, at least.
+INF_PROGRESS_SECONDS = 8.0
 GHOST_PREFIX = "ghost_"
 _HOP_BY_HOP = frozenset(
     {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade"}
@@ -242,7 +244,13 @@ async def _progress_inf(
 
 
 def _progress_inf_item(video: Video) -> Video:
-    return {**video, "progress": Raw("1e400")} if _running(video) else video
+    # Reported for the job's first INF_PROGRESS_SECONDS even if it is done sooner, so that the
+    # odd value outlasts the healthy jobs beside it.
+    age = time.time() - float(video.get("created_at") or 0)
+    if not _running(video) and age >= INF_PROGRESS_SECONDS:
+        return video
+    held = {"status": "in_progress", "completed_at": None, "expires_at": None}
+    return {**video, **(held if not _running(video) else {}), "progress": Raw("1e400")}
 
 
 async def _completed_at_huge(

@@ -418,3 +418,101 @@ async def test_the_command_hash_changes_with_the_catalog_and_only_then() -> None
     assert "aspect_ratio" in options and "aspect_ratio" not in synced_options(default)
     size = synced_options(everything)["size"]
     assert size.get("autocomplete") is True and not size.get("choices")
+
+
+# ---------------------------------------------------------------------- per-model options
+
+
+def _options_catalog() -> Catalog:
+    return load_presets(["wan-2.2", "veo-3.1", "sora-2"])
+
+
+def test_options_are_refused_for_a_model_that_does_not_take_them_naming_what_it_takes() -> None:
+    from bot.options import option_refusal
+
+    catalog = _options_catalog()
+    sora = catalog.get("openai/sora-2")
+    wan = catalog.get("Wan-AI/Wan2.2-T2V-A14B-Diffusers")
+    veo = catalog.get("google/veo-3.1")
+    assert sora is not None and wan is not None and veo is not None
+    said = option_refusal(sora, negative_prompt="blurry", seed=7)
+    assert said is not None
+    assert "does not take a negative prompt or a seed" in said
+    assert "It takes no negative prompt, seed or sound setting" in said
+    assert "always makes videos with sound" in said
+    # Sora always makes sound: asking for it is no option at all, asking for silence is refused.
+    assert option_refusal(sora, audio=True) is None
+    assert "sound off" in (option_refusal(sora, audio=False) or "")
+    said = option_refusal(wan, audio=True)
+    assert said is not None and "It takes a negative prompt and a seed." in said
+    assert option_refusal(wan, negative_prompt="blurry", seed=7) is None
+    assert option_refusal(veo, negative_prompt="blurry", seed=7, audio=False) is None
+    # A blank negative prompt is no negative prompt.
+    assert option_refusal(sora, negative_prompt="  ") is None
+
+
+def test_a_random_seed_is_drawn_only_where_the_catalog_says_the_server_would_fix_one() -> None:
+    catalog = _options_catalog()
+    rng = random.Random(5)
+    wan = catalog.resolve("Wan-AI/Wan2.2-T2V-A14B-Diffusers", rng=rng)
+    again = catalog.resolve("Wan-AI/Wan2.2-T2V-A14B-Diffusers", rng=rng)
+    assert wan.seed is not None and again.seed is not None and wan.seed != again.seed
+    assert 0 <= wan.seed < 2**32
+    # A seed the member gives is kept; Veo and Sora pick their own when none is sent.
+    assert catalog.resolve("Wan-AI/Wan2.2-T2V-A14B-Diffusers", seed=42).seed == 42
+    assert catalog.resolve("google/veo-3.1").seed is None
+    assert catalog.resolve("openai/sora-2").seed is None
+
+
+def test_a_create_body_carries_the_options_only_when_set() -> None:
+    from bot.api.models import CreateVideo
+
+    plain = CreateVideo(prompt="a fox", model="m", seconds="4", size="1280x720")
+    assert plain.json_body() == {
+        "prompt": "a fox",
+        "model": "m",
+        "seconds": "4",
+        "size": "1280x720",
+    }
+    assert plain.form() == plain.json_body()
+    full = CreateVideo(prompt="a fox", model="m", negative_prompt="blurry", seed=1234, audio=False)
+    assert full.json_body() == {
+        "prompt": "a fox",
+        "model": "m",
+        "negative_prompt": "blurry",
+        "seed": 1234,
+        "generate_audio": False,
+    }
+    assert full.form(audio_field="generate_sound") == {
+        "prompt": "a fox",
+        "model": "m",
+        "negative_prompt": "blurry",
+        "seed": "1234",
+        "generate_sound": "false",
+    }
+    with pytest.raises(ValueError):
+        CreateVideo(prompt="a fox", seed=2**32)
+    with pytest.raises(ValueError):
+        CreateVideo(prompt="a fox", seed=-1)
+
+
+def test_a_reported_cost_becomes_exact_micro_dollars() -> None:
+    from bot.api.models import micros_of_dollars
+
+    assert micros_of_dollars(0.1) == 100_000
+    assert micros_of_dollars(1.6) == 1_600_000
+    assert micros_of_dollars(0.0000004) == 0
+    assert micros_of_dollars(10_000.0) == 10_000_000_000
+
+
+def test_video_offers_each_option_only_where_some_model_takes_it() -> None:
+    from cogs.video import video_parameters
+
+    def names(catalog: Catalog) -> list[str]:
+        return [p.name for p in video_parameters(catalog)]
+
+    assert "seed" not in names(load_presets(["sora-2"]))
+    assert "negative_prompt" not in names(load_presets(["sora-2"]))
+    assert "sound" not in names(load_presets(["wan-2.2"]))
+    assert {"negative_prompt", "seed"} <= set(names(load_presets(["wan-2.2"])))
+    assert {"negative_prompt", "seed", "sound"} <= set(names(load_presets(["veo-3.1"])))

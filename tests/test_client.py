@@ -5,6 +5,7 @@ every bound on what a server may send (sizes, numbers, ids, redirects, content).
 from __future__ import annotations
 
 import io
+import json
 import math
 import socket
 import time
@@ -306,6 +307,22 @@ async def test_multipart_only_backend_gets_multipart_without_a_file(
     sent = api.seen[-1]
     assert sent.content_type == "multipart/form-data"
     assert b'name="prompt"\r\n\r\na fox' in sent.body
+
+
+async def test_sound_goes_under_each_servers_own_name(
+    api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    api.on("POST", "/videos", answer(200, video("v4")))
+    with_options = REQUEST.model_copy(update={"audio": False, "seed": 7})
+    await make_client(http, api.url, caps=PROFILES["vllm-omni"]).create(with_options)
+    multipart = api.seen[-1].body
+    assert b'name="generate_sound"\r\n\r\nfalse\r\n' in multipart
+    assert b"generate_audio" not in multipart
+    assert b'name="seed"\r\n\r\n7\r\n' in multipart
+    await make_client(http, api.url).create(with_options)
+    sent = json.loads(api.seen[-1].body)
+    assert sent["generate_audio"] is False and sent["seed"] == 7
+    assert "generate_sound" not in sent
 
 
 async def test_api_key_header_for_azure_and_extra_headers(
@@ -1164,3 +1181,45 @@ async def test_describe_error_for_what_never_reached_a_server(http: httpx.AsyncC
     with pytest.raises(APIConnectionError) as info:
         await client.retrieve("v1")
     assert describe_error(info.value) == "the video service could not be reached"
+
+
+# ---------------------------------------------------------------------- OpenRouter and discovery
+
+
+async def test_a_model_list_is_read_whole_or_refused(
+    api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    client = make_client(http, api.url, max_retries=0)
+    listing = {"data": [{"id": "google/veo-3.1"}]}
+    api.on("GET", "/videos/models", answer(200, listing))
+    assert await client.read_catalog("/videos/models") == listing
+    # Past the cap (1 MiB), nothing of it is used.
+    api.on("GET", "/videos/models", answer(200, {"data": ["x" * 1024] * 1100}))
+    with pytest.raises(InvalidResponseError):
+        await client.read_catalog("/videos/models")
+    api.on("GET", "/videos/models", raw(200, b"<html>not json</html>", "text/html"))
+    with pytest.raises(InvalidResponseError):
+        await client.read_catalog("/videos/models")
+
+
+async def test_an_openrouter_create_keeps_the_boundarys_checks(
+    api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    client = make_client(http, api.url, caps=PROFILES["openrouter"], max_retries=0)
+    request = CreateVideo(prompt="a fox", model="google/veo-3.1", seconds="4", size="1280x720")
+    api.on("POST", "/videos", answer(202, {"id": "gen-1", "polling_url": "https://evil/x"}))
+    created = await client.create(request)
+    assert (created.id, created.phase) == ("gen-1", Phase.RUNNING)
+    # A yes whose id cannot be used is as ambiguous as a lost answer, never sent again.
+    api.on("POST", "/videos", answer(202, {"id": "../../etc", "status": "pending"}))
+    with pytest.raises(CreateOutcomeUnknown):
+        await client.create(request)
+    assert api.count("POST", "/videos") == 2
+    # Reads go to the base URL, never to a polling_url the server names.
+    api.on(
+        "GET",
+        "/videos/gen-1",
+        answer(200, {"id": "gen-1", "status": "completed", "usage": {"cost": 1.6}}),
+    )
+    done = await client.retrieve("gen-1")
+    assert done.cost_usd == pytest.approx(1.6)

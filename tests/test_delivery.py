@@ -232,3 +232,31 @@ async def test_a_restart_tries_a_waiting_delivery_at_once(
     fresh = await store.get_job(job.id)
     assert fresh is not None and fresh.delivery_state == "done"
     assert downloads(api) == 1
+
+
+async def test_a_thumbnail_that_is_really_the_video_is_made_here_instead(
+    store: Store, api: ScriptedAPI, clock: Clock, tmp_path: Path, mp4: bytes
+) -> None:
+    async def content(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=mp4, content_type="video/mp4")  # `variant` dropped
+
+    api.on("GET", "/videos/v1/content", content)
+    sink = RefusingSink(refuse_times=0)
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        config = ClientConfig(base_url=api.url, api_key=SecretStr("k"), max_retries=0)
+        client = VideosClient(http, config, sleep=_no_sleep)
+        deliverer = Deliverer(store, client, sink, tmp_path / "media", clock=clock)
+        job = await finished_job(store, clock)
+        seen: list[bytes] = []
+        original = sink.send_result
+
+        async def keep_thumbnail(job: Job, result: Result) -> int | None:
+            if result.thumbnail is not None:
+                seen.append(result.thumbnail.read_bytes())
+            return await original(job, result)
+
+        sink.send_result = keep_thumbnail  # type: ignore[method-assign]
+        await deliverer.job_finished(job)
+        await deliverer.tasks.drain()
+    (thumbnail,) = seen
+    assert thumbnail[:4] == b"RIFF" and thumbnail[8:12] == b"WEBP"

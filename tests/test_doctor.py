@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -162,8 +163,10 @@ async def test_a_catalog_model_the_server_does_not_serve_is_named_with_those_it_
 
 async def test_a_server_of_one_model_is_named_in_the_fix() -> None:
     model = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    # With no catalog named, the served model is discovered (see test_discovery.py); a catalog
+    # the owner named that the server does not serve is the problem, and the fix names it.
     async with sim_url(profile="vllm-omni", served_models=(model,)) as url:
-        code, output = await doctor(settings(openai_base_url=url))
+        code, output = await doctor(settings(openai_base_url=url, video_catalog=["veo-3.1"]))
     assert code == 1
     assert f"set VIDEO_CATALOG=served:{model}," in problem(output)
     async with sim_url(profile="vllm-omni", served_models=(model,)) as url:
@@ -279,3 +282,93 @@ async def test_a_server_that_fails_its_reads_is_not_ready() -> None:
     assert code == 1
     assert problem(output).startswith("problem: GET /videos")
     assert "503 (upstream unavailable)" in output
+
+
+# ---------------------------------------------------------------------- README's "Which server?"
+
+# How the simulator imitates each server of README's table, the key the row needs (None: no
+# key), and what the row's placeholders stand for there.
+WHICH_SERVER: dict[str, tuple[dict[str, Any], str | None, dict[str, str]]] = {
+    "OpenRouter": ({"profile": "openrouter", "api_key": KEY}, KEY, {}),
+    "LiteLLM": (
+        {
+            "profile": "litellm",
+            "api_key": KEY,
+            "served_models": ("gemini/veo-3.1-generate-preview",),
+            "check_model": True,
+        },
+        KEY,
+        {"<model id>": "gemini/veo-3.1-generate-preview"},
+    ),
+    "vLLM-Omni": (
+        {"profile": "vllm-omni", "served_models": ("Wan-AI/Wan2.2-T2V-A14B-Diffusers",)},
+        None,
+        {},
+    ),
+    "SGLang": (
+        {"profile": "sglang", "served_models": ("Wan-AI/Wan2.2-T2V-A14B-Diffusers",)},
+        None,
+        {},
+    ),
+    "FastVideo": (
+        {"profile": "fastvideo"},
+        None,
+        {"<model id>": "FastVideo/FastWan2.1-T2V-1.3B-Diffusers"},
+    ),
+    "Azure": (
+        {"profile": "azure", "api_key": KEY, "served_models": ("my-sora-2",)},
+        KEY,
+        {"<deployment>": "my-sora-2"},
+    ),
+    "OpenAI-compatible": (
+        {"profile": "openai", "api_key": KEY, "served_models": ("acme/video-1",)},
+        KEY,
+        {"<preset>": "sora-2", "<model id>": "acme/video-1"},
+    ),
+}
+_SETTING = re.compile(r"`([A-Z][A-Z0-9_]*)=([^`]+)`")
+
+
+def which_server_rows() -> list[tuple[str, dict[str, str]]]:
+    """README's "Which server?" table: each row's server and the settings it names."""
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = text.split("### Which server?", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 5 or cells[0] in {"server", "---"}:
+            continue
+        rows.append((cells[0], dict(_SETTING.findall(" | ".join(cells[2:])))))
+    return rows
+
+
+def test_the_readme_names_every_server_of_the_table() -> None:
+    servers = [name for name, _ in which_server_rows()]
+    assert len(servers) == len(WHICH_SERVER)
+    for name in WHICH_SERVER:
+        assert any(name in server for server in servers), name
+
+
+@pytest.mark.parametrize("row", which_server_rows(), ids=lambda row: row[0].split()[0])
+async def test_each_row_of_which_server_works_with_doctor(row: tuple[str, dict[str, str]]) -> None:
+    server, named = row
+    ((sim_config, key, placeholders),) = [
+        value for name, value in WHICH_SERVER.items() if name in server
+    ]
+    values: dict[str, Any] = {}
+    for name, written in named.items():
+        value = written
+        for placeholder, meant in placeholders.items():
+            value = value.replace(placeholder, meant)
+        assert "<" not in value, f"{server}: {name}={value}: a placeholder the test does not fill"
+        values[name.lower()] = value.split(",") if name == "VIDEO_CATALOG" else value
+    async with sim_url(**sim_config) as url:
+        code, output = await doctor(settings(openai_base_url=url, openai_api_key=key, **values))
+    assert code == 0, output
+    profile = sim_config["profile"]
+    assert f"profile: {profile} (" in output
+    assert "catalog: " in output
+    if profile in ("openrouter", "vllm-omni", "sglang") and "VIDEO_CATALOG" not in named:
+        assert "catalog: discovered from GET " in output
+    if key is not None:
+        assert KEY not in output

@@ -551,6 +551,9 @@ async def test_role_overrides_exempt_roles_and_member_overrides(w: World) -> Non
         quota_user_daily_dollars="0.40",
         quota_cooldown_seconds=600,
         quota_exempt_role_ids=[listed.id],
+        # The owner lets admins give more and exempt (the ceilings: tests/test_e2e_admin.py).
+        admin_max_user_daily_dollars="1000",
+        admin_may_exempt=True,
     ) as bot:
         saved = await command(
             w,
@@ -660,6 +663,7 @@ async def test_video_admin_needs_manage_server_even_when_a_server_shows_it_to_ev
         "video-admin settings seconds": {"maximum": 4},
         "video-admin settings channels": {"action": "add", "channel": w.channel},
         "video-admin settings limits": {"daily": "100"},
+        "video-admin audit": {},
     }
     async with w.bot() as bot:
         registered = w.fake.command("video-admin", guild=w.guild)
@@ -677,6 +681,7 @@ async def test_video_admin_needs_manage_server_even_when_a_server_shows_it_to_ev
             assert "You need the **Manage Server** permission" in text(answer), name
         assert await bot.store.list_quota_overrides(w.guild.id) == []
         assert await bot.store.all_guild_settings(w.guild.id) == {}
+        assert await bot.store.count_audit(w.guild.id) == 0  # nothing was attempted
         # A member whose role has Manage Server may.
         saved = await command(w, "video-admin settings seconds", {"maximum": 8}, manager)
         assert "8 seconds" in text(saved)

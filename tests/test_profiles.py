@@ -26,6 +26,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from bot.api.profiles import PROFILE_NAMES, PROFILES, ProfileName
 from bot.backend import open_backend
+from bot.catalog import load_presets
 from bot.settings import Settings
 from bot.sim import SimConfig, SimServer
 from bot.sim import media as sim_media
@@ -38,9 +39,16 @@ from tests.fakediscord.state import Message
 JOB_ID = re.compile(r"^job:(\d+):(remix|extend|delete)$")
 # How each server is imitated beyond its profile: vLLM-Omni serves one model of its own and
 # reports it; an Azure job names the deployment's base model; FastVideo has no auth.
+# The bot discovers that model (bot/discovery.py) and offers the wan-2.2 preset's durations and
+# sizes, which the simulated server then takes.
+WAN = load_presets(["wan-2.2"])
 SIM: dict[str, dict[str, Any]] = {
     "azure": {"report_model": "sora-2-2025-10-06"},
-    "vllm-omni": {"served_models": ("Wan-AI/Wan2.2-T2V-A14B-Diffusers",)},
+    "vllm-omni": {
+        "served_models": ("Wan-AI/Wan2.2-T2V-A14B-Diffusers",),
+        "seconds": tuple(WAN.all_seconds()),
+        "sizes": tuple(WAN.all_sizes()),
+    },
 }
 # The bot finds the profile itself (`auto`); FastVideo has no auth, so the bot has no key.
 AUTO = {"video_api_profile": "auto"}
@@ -214,6 +222,9 @@ async def test_videos_failures_and_delete_in_every_profile(
         sent = creates(w)
         assert len(sent) == 3
         with_file = [r for r in sent if "input_reference" in r.files]
+        if caps.dialect == "openrouter":
+            # OpenRouter takes the reference as a first frame, a data URL in the JSON body.
+            with_file = [r for r in sent if r.json and "frame_images" in r.json]
         assert len(with_file) == 1
         if caps.create_encoding == "multipart":
             assert all(r.json is None and "prompt" in r.form_fields for r in sent)

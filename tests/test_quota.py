@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot import quota
+from bot.ceilings import EVERY_LIMIT, Actor, GuildAdmin, OverCeiling
 from bot.quota import (
     DAY_SECONDS,
     GuildSettings,
@@ -25,6 +26,7 @@ from bot.quota import (
 )
 from bot.settings import load_settings
 from bot.store import Job, NewJob, Refusal, Store
+from bot.store.quota import NO_CEILINGS, Ceilings
 
 COST = 400_000  # $0.40
 # Midday on the last day of January, UTC: the month ends in 12 hours.
@@ -74,9 +76,22 @@ def make_policy(store: Store, **fields: Any) -> QuotaPolicy:
         "bot_daily_micros": 100 * COST,
         "max_active_per_user": None,
         "cooldown_seconds": None,
+        # Admins may give anything: these tests are about how limits apply, not who set them.
+        "admin_user_daily_micros": 10_000 * COST,
+        "admin_user_monthly_micros": 10_000 * COST,
+        "admin_max_active_per_user": 100,
+        "admin_min_cooldown_seconds": 0.0,
+        "admin_may_exempt": True,
     }
     values.update(fields)
     return QuotaPolicy(store, QuotaDefaults(**values))
+
+
+def admin(
+    store: Store, ceilings: Ceilings = NO_CEILINGS, guild_id: int = GUILD, user_id: int = 50
+) -> GuildAdmin:
+    """A guild admin's changes (by default with no ceilings: the tests of ceilings give them)."""
+    return GuildAdmin(store, ceilings, guild_id, Actor(user_id))
 
 
 async def ask(
@@ -208,22 +223,22 @@ async def test_the_bot_wide_daily_cap_counts_every_user(store: Store) -> None:
     text = policy.describe(refusal)
     assert "bot-wide daily spending cap" in text and "$0.00 of $0.80 left" in text
     # The owners raise it at run time; it is kept in the store.
-    await policy.set_bot_daily_cap(3 * COST)
+    await policy.set_bot_daily_cap(3 * COST, by=42)
     assert await make_policy(store).bot_daily_cap() == 3 * COST
     await granted(policy, Asker(user_id=3))
     await refused(policy, Asker(user_id=4))
     # A new UTC day starts from zero.
     await granted(policy, Asker(user_id=4), now=FEB_1)
     # None goes back to the setting.
-    await policy.set_bot_daily_cap(None)
+    await policy.set_bot_daily_cap(None, by=42)
     assert await policy.bot_daily_cap() == 2 * COST
     with pytest.raises(ValueError, match="between"):
-        await policy.set_bot_daily_cap(-1)
+        await policy.set_bot_daily_cap(-1, by=42)
 
 
 async def test_a_guild_cannot_lift_the_bot_cap(store: Store) -> None:
     policy = make_policy(store, bot_daily_micros=COST)
-    await quota.set_exempt(store, GUILD, "user", 1)
+    await admin(store).set_quota("user", 1, EVERY_LIMIT, exempt=True)
     await store.set_guild_setting(GUILD, quota.KEY_USER_DAILY, 100 * COST)
     await granted(policy)
     assert (await refused(policy)).limit_name == quota.BOT_DAILY
@@ -236,9 +251,9 @@ async def test_a_guild_override_of_the_defaults_stays_in_that_guild(store: Store
     policy = make_policy(
         store, user_daily_micros=2 * COST, max_active_per_user=1, cooldown_seconds=60
     )
-    await quota.set_guild_budget(store, GUILD, "daily", 3 * COST)
-    await quota.set_guild_max_active(store, GUILD, 5)
-    await quota.set_guild_cooldown(store, GUILD, 0)
+    await admin(store).set_limits(daily=3 * COST)
+    await admin(store).set_limits(active=5)
+    await admin(store).set_limits(cooldown=0)
     for _ in range(3):
         await granted(policy, Asker(user_id=1))
     assert (await refused(policy, Asker(user_id=1))).max_micros == 3 * COST
@@ -256,15 +271,15 @@ async def test_a_guild_override_of_the_defaults_stays_in_that_guild(store: Store
     refusal = await refused(policy, Asker(user_id=1, guild_id=OTHER_GUILD))
     assert refusal.limit_name == quota.USER_DAILY and refusal.max_micros == 2 * COST
     # Reset: back to the default.
-    await quota.set_guild_budget(store, GUILD, "daily", None)
+    await admin(store).set_limits(daily=None)
     assert (await load_guild_settings(store, GUILD)).user_daily_micros is None
     assert (await refused(policy, Asker(user_id=1))).max_micros == 2 * COST
 
 
 async def test_a_member_gets_the_most_generous_of_their_roles(store: Store) -> None:
     policy = make_policy(store, user_daily_micros=COST)
-    await quota.set_quota(store, GUILD, "role", 7, quota.USER_DAILY, max_micros=3 * COST)
-    await quota.set_quota(store, GUILD, "role", 8, quota.USER_DAILY, max_micros=2 * COST)
+    await admin(store).set_quota("role", 7, quota.USER_DAILY, micros=3 * COST)
+    await admin(store).set_quota("role", 8, quota.USER_DAILY, micros=2 * COST)
     both = Asker(user_id=1, role_ids=(7, 8))
     for _ in range(3):
         await granted(policy, both)
@@ -278,7 +293,7 @@ async def test_a_member_gets_the_most_generous_of_their_roles(store: Store) -> N
         await refused(policy, dataclasses.replace(only_8, guild_id=OTHER_GUILD))
     ).max_micros == (COST)
     # A member's own budget decides over their roles'.
-    await quota.set_quota(store, GUILD, "user", 3, quota.USER_DAILY, max_micros=0)
+    await admin(store).set_quota("user", 3, quota.USER_DAILY, micros=0)
     refusal = await refused(policy, Asker(user_id=3, role_ids=(7,)))
     assert refusal.max_micros == 0
     assert "switched off" in policy.describe(refusal)
@@ -299,37 +314,37 @@ async def test_exempt_roles_skip_the_member_limits(store: Store) -> None:
             await granted(policy, Asker(user_id=1, guild_id=guild, role_ids=(9,)))
     assert (await refused(policy, Asker(user_id=2))).limit_name == quota.USER_MONTHLY
     # From a guild's admins: in that guild only.
-    await quota.set_exempt(store, GUILD, "role", 5)
+    await admin(store).set_quota("role", 5, EVERY_LIMIT, exempt=True)
     for _ in range(2):
         await granted(policy, Asker(user_id=3, role_ids=(5,)))
     await refused(policy, Asker(user_id=4, guild_id=OTHER_GUILD, role_ids=(5,)))
     # Lifting the exemption restores the default.
-    await quota.set_exempt(store, GUILD, "role", 5, exempt=False)
+    await admin(store).set_quota("role", 5, EVERY_LIMIT, exempt=False)
     assert await quota.quota_overrides_for(store, GUILD, "role", 5) == []
     await refused(policy, Asker(user_id=5, role_ids=(5,)))
 
 
 async def test_lifting_an_exemption_keeps_a_budget(store: Store) -> None:
-    await quota.set_quota(store, GUILD, "user", 1, quota.USER_DAILY, max_micros=COST)
-    await quota.set_exempt(store, GUILD, "user", 1)
+    await admin(store).set_quota("user", 1, quota.USER_DAILY, micros=COST)
+    await admin(store).set_quota("user", 1, EVERY_LIMIT, exempt=True)
     daily = await store.get_quota_override(GUILD, "user", 1, quota.USER_DAILY)
     assert daily is not None and daily.exempt and daily.max_micros == COST
-    await quota.set_exempt(store, GUILD, "user", 1, exempt=False)
+    await admin(store).set_quota("user", 1, EVERY_LIMIT, exempt=False)
     kept = await quota.quota_overrides_for(store, GUILD, "user", 1)
     assert [(o.limit_name, o.max_micros, o.exempt) for o in kept] == [
         (quota.USER_DAILY, COST, False)
     ]
-    assert await quota.reset_quota(store, GUILD, "user", 1) == 1
+    assert await admin(store).reset_quota("user", 1) == 1
     assert await quota.quota_overrides_for(store, GUILD, "user", 1) == []
 
 
 async def test_set_quota_refuses_what_cannot_apply(store: Store) -> None:
     with pytest.raises(ValueError, match="can't be overridden"):
-        await quota.set_quota(store, GUILD, "user", 1, quota.BOT_DAILY, exempt=True)
+        await admin(store).set_quota("user", 1, quota.BOT_DAILY, exempt=True)
     with pytest.raises(ValueError, match="only be exempted"):
-        await quota.set_quota(store, GUILD, "user", 1, quota.ACTIVE_JOBS_LIMIT, max_micros=5)
-    with pytest.raises(ValueError, match="amount or exempt"):
-        await quota.set_quota(store, GUILD, "user", 1, quota.USER_DAILY)
+        await admin(store).set_quota("user", 1, quota.ACTIVE_JOBS_LIMIT, micros=5)
+    with pytest.raises(ValueError, match="amount in dollars or exempt"):
+        await admin(store).set_quota("user", 1, quota.USER_DAILY)
     assert await store.list_quota_overrides(GUILD) == []
 
 
@@ -452,8 +467,8 @@ async def test_usage_report_figures(store: Store, clock: Clock) -> None:
     earlier = await policy.usage_report(1, GUILD, (), now=T0 - 3590)
     assert earlier.next_request_at == pytest.approx(T0 - 3600 + 30)
     # Roles and exemptions show as the next request would be checked.
-    await quota.set_quota(store, GUILD, "role", 7, quota.USER_DAILY, max_micros=5_000_000)
-    await quota.set_exempt(store, GUILD, "user", 2)
+    await admin(store).set_quota("role", 7, quota.USER_DAILY, micros=5_000_000)
+    await admin(store).set_quota("user", 2, EVERY_LIMIT, exempt=True)
     with_role = await policy.usage_report(1, GUILD, (7,), now=T0)
     assert with_role.windows[0].max_micros == 5_000_000
     exempt = await policy.usage_report(2, GUILD, (), now=T0)
@@ -508,9 +523,9 @@ async def test_a_refund_frees_budget_and_a_settlement_keeps_it_spent(
 
 async def test_guild_settings_round_trip_and_check(store: Store) -> None:
     assert await load_guild_settings(store, GUILD) == GuildSettings()
-    await quota.set_allowed_models(store, GUILD, ["sora-2", "sora-2"])
-    await quota.set_max_seconds(store, GUILD, 8)
-    await quota.set_allowed_channels(store, GUILD, [30, 20, 30])
+    await admin(store).set_models(["sora-2", "sora-2"])
+    await admin(store).set_max_seconds(8)
+    await admin(store).set_channels([30, 20, 30])
     got = await load_guild_settings(store, GUILD)
     assert got.allowed_models == ("sora-2",)
     assert got.max_seconds == 8
@@ -528,23 +543,23 @@ async def test_guild_settings_round_trip_and_check(store: Store) -> None:
     assert text is not None and "8 seconds" in text
     assert check_request(GuildSettings(), "anything", "60", 1) is None
 
-    await quota.set_allowed_models(store, GUILD, None)
-    await quota.set_max_seconds(store, GUILD, None)
-    await quota.set_allowed_channels(store, GUILD, [])
+    await admin(store).set_models(None)
+    await admin(store).set_max_seconds(None)
+    await admin(store).set_channels([])
     assert await load_guild_settings(store, GUILD) == GuildSettings()
 
 
 async def test_bad_guild_settings_are_refused_or_ignored(store: Store) -> None:
     with pytest.raises(ValueError, match="at least one model"):
-        await quota.set_allowed_models(store, GUILD, [])
+        await admin(store).set_models([])
     with pytest.raises(ValueError, match="at least one second"):
-        await quota.set_max_seconds(store, GUILD, 0)
+        await admin(store).set_max_seconds(0)
     with pytest.raises(ValueError, match="budget"):
-        await quota.set_guild_budget(store, GUILD, "monthly", -1)
+        await admin(store).set_limits(monthly=-1)
     with pytest.raises(ValueError, match="1 to 100"):
-        await quota.set_guild_max_active(store, GUILD, 0)
+        await admin(store).set_limits(active=0)
     with pytest.raises(ValueError, match="cooldown"):
-        await quota.set_guild_cooldown(store, GUILD, -5)
+        await admin(store).set_limits(cooldown=-5)
     # A malformed stored value (a hand edit) falls back to the default instead of breaking /video.
     await store.set_guild_setting(GUILD, quota.KEY_USER_DAILY, "lots")
     await store.set_guild_setting(GUILD, quota.KEY_CHANNEL_IDS, {"not": "a list"})
@@ -622,3 +637,196 @@ def test_parse_dollars(text: str, micros: int) -> None:
 def test_parse_dollars_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="`"):
         parse_dollars(text)
+
+
+# ---------------------------------------------------------------------- the owner's ceilings
+
+
+def owner_ceilings(**fields: Any) -> Ceilings:
+    """The ceilings as the bot's documented defaults make them, changed by `fields`."""
+    return QuotaDefaults(**fields).ceilings
+
+
+async def test_by_default_admins_can_lower_limits_but_not_raise_them(store: Store) -> None:
+    ceilings = owner_ceilings()  # $2.00 a day, $20.00 a month, 2 at once, a 30 s cooldown
+    assert ceilings.spend == {quota.USER_DAILY: 2_000_000, quota.USER_MONTHLY: 20_000_000}
+    assert (ceilings.max_active, ceilings.min_cooldown, ceilings.may_exempt) == (2, 30.0, False)
+    guild_admin = admin(store, ceilings)
+    with pytest.raises(OverCeiling, match=r"at most \$2\.00 \(`ADMIN_MAX_USER_DAILY_DOLLARS`\)"):
+        await guild_admin.set_quota("user", 1, quota.USER_DAILY, micros=2_000_001)
+    with pytest.raises(OverCeiling, match="ADMIN_MAX_USER_MONTHLY_DOLLARS"):
+        await guild_admin.set_quota("role", 7, quota.USER_MONTHLY, micros=25_000_000)
+    assert await store.list_quota_overrides(GUILD) == []
+    # Up to the ceiling, and anything below it, is fine.
+    await guild_admin.set_quota("user", 1, quota.USER_DAILY, micros=2_000_000)
+    await guild_admin.set_quota("user", 1, quota.USER_DAILY, micros=0)
+    # The server's defaults: each value is checked, and one past its ceiling stops them all.
+    ok = 1_000_000
+    for attempt, setting in (
+        (guild_admin.set_limits(daily=2_500_000), "ADMIN_MAX_USER_DAILY_DOLLARS"),
+        (guild_admin.set_limits(daily=ok, monthly=20_000_001), "ADMIN_MAX_USER_MONTHLY_DOLLARS"),
+        (guild_admin.set_limits(daily=ok, active=3), "ADMIN_MAX_ACTIVE_PER_USER"),
+        (guild_admin.set_limits(daily=ok, cooldown=29.0), "ADMIN_MIN_COOLDOWN_SECONDS"),
+    ):
+        with pytest.raises(OverCeiling, match=setting):
+            await attempt
+    assert await load_guild_settings(store, GUILD) == GuildSettings()
+    await guild_admin.set_limits(daily=1_000_000, monthly=0, active=1, cooldown=3600)
+    assert await load_guild_settings(store, GUILD) == GuildSettings(
+        user_daily_micros=1_000_000,
+        user_monthly_micros=0,
+        max_active_per_user=1,
+        cooldown_seconds=3600.0,
+    )
+    # Back to the bot's values is always allowed.
+    await guild_admin.set_limits(reset=True)
+    assert await load_guild_settings(store, GUILD) == GuildSettings()
+
+
+async def test_exemptions_only_where_the_owner_allows_them(store: Store) -> None:
+    strict = admin(store, owner_ceilings())
+    for limit in (EVERY_LIMIT, quota.USER_DAILY, quota.ACTIVE_JOBS_LIMIT, quota.COOLDOWN_LIMIT):
+        with pytest.raises(OverCeiling, match="ADMIN_MAY_EXEMPT"):
+            await strict.set_quota("role", 5, limit, exempt=True)
+    assert await store.list_quota_overrides(GUILD) == []
+    # Lifting an exemption is lowering: always allowed.
+    await admin(store).set_quota("role", 5, EVERY_LIMIT, exempt=True)
+    await strict.set_quota("role", 5, EVERY_LIMIT, exempt=False)
+    assert await store.list_quota_overrides(GUILD) == []
+    lenient = admin(store, owner_ceilings(admin_may_exempt=True))
+    await lenient.set_quota("role", 5, EVERY_LIMIT, exempt=True)
+    assert all(o.exempt for o in await store.list_quota_overrides(GUILD))
+
+
+def test_the_ceilings_come_from_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    unset = QuotaDefaults.from_settings(load_settings(quota_user_daily_dollars="3"))
+    assert unset.ceilings == Ceilings(
+        spend={quota.USER_DAILY: 3_000_000, quota.USER_MONTHLY: 20_000_000},
+        max_active=2,
+        min_cooldown=30.0,
+        may_exempt=False,
+    )
+    chosen = QuotaDefaults.from_settings(
+        load_settings(
+            admin_max_user_daily_dollars="$5",
+            admin_max_user_monthly_dollars="50.5",
+            admin_max_active_per_user=4,
+            admin_min_cooldown_seconds=0,
+            admin_may_exempt="true",
+        )
+    )
+    assert chosen.ceilings == Ceilings(
+        spend={quota.USER_DAILY: 5_000_000, quota.USER_MONTHLY: 50_500_000},
+        max_active=4,
+        min_cooldown=0.0,
+        may_exempt=True,
+    )
+
+
+async def test_stored_limits_above_the_ceilings_count_as_the_ceilings(store: Store) -> None:
+    # Written before there were ceilings: a generous server and an exempt role.
+    unbounded = admin(store)
+    await unbounded.set_limits(daily=100 * COST, active=50, cooldown=0)
+    await unbounded.set_quota("user", 1, quota.USER_MONTHLY, micros=100 * COST)
+    await unbounded.set_quota("role", 9, EVERY_LIMIT, exempt=True)
+    policy = QuotaPolicy(
+        store,
+        QuotaDefaults(
+            user_daily_micros=2 * COST,
+            user_monthly_micros=2 * COST,
+            max_active_per_user=1,
+            cooldown_seconds=60.0,
+            admin_user_daily_micros=3 * COST,
+            admin_user_monthly_micros=3 * COST,
+            admin_max_active_per_user=2,
+            admin_min_cooldown_seconds=10.0,
+        ),
+    )
+    plan = await policy.plan(Asker(user_id=1), T0)
+    by_name = {lim.name: lim.max_micros for lim in plan.limits}
+    assert by_name[quota.USER_DAILY] == 3 * COST  # the server's 100 x, capped
+    assert (plan.max_active_per_user, plan.cooldown_seconds) == (2, 10.0)
+    await granted(policy, Asker(user_id=1))
+    await granted(policy, Asker(user_id=1), now=T0 + 10)  # the floor, not the server's 0 s
+    assert (await refused(policy, Asker(user_id=1), now=T0 + 20)).kind == "active"
+    # The member's own monthly budget is capped too.
+    report = await policy.usage_report(1, GUILD, (), now=T0)
+    assert [w.max_micros for w in report.windows] == [3 * COST, 3 * COST]
+    # An exemption the owner does not allow is as generous as an admin may be, no more.
+    exempt = Asker(user_id=2, role_ids=(9,))
+    report = await policy.usage_report(2, GUILD, (9,), now=T0)
+    assert [w.max_micros for w in report.windows] == [3 * COST, 3 * COST]
+    assert (report.max_active, report.cooldown_seconds) == (2, 10.0)
+    for _ in range(2):
+        await granted(policy, exempt, now=T0 + 3600 * len(await store.recent_jobs(2, 10)))
+    refusal = await refused(policy, exempt, now=T0 + 7200)
+    assert refusal.kind == "active" and refusal.max_active == 2
+    # Where the owner allows exemptions, the stored one applies in full.
+    lenient = QuotaPolicy(store, dataclasses.replace(policy.defaults, admin_may_exempt=True))
+    report = await lenient.usage_report(2, GUILD, (9,), now=T0)
+    assert report.windows[0].exempt and report.max_active is None
+
+
+async def test_every_change_and_refusal_is_audited_with_before_and_after(store: Store) -> None:
+    guild_admin = admin(store, owner_ceilings(), user_id=77)
+    await guild_admin.set_quota("user", 1, quota.USER_DAILY, micros=1_500_000)
+    with pytest.raises(OverCeiling):
+        await guild_admin.set_quota("user", 1, quota.USER_DAILY, micros=9_000_000)
+    await guild_admin.set_limits(daily=1_000_000, monthly=5_000_000, active=1, cooldown=45)
+    assert await admin(store).reset_quota("user", 1) == 1
+    await make_policy(store).set_bot_daily_cap(7 * COST, by=42)
+
+    newest, limits, refused_entry, first = await store.audit_entries(GUILD, 10)
+    item = "override:user:1:daily"
+    assert (first.actor_id, first.actor_kind, first.action, first.target) == (
+        77,
+        "admin",
+        "quota.set",
+        "user:1",
+    )
+    assert first.before == {item: None} and not first.refused
+    assert first.after == {item: {"max_micros": 1_500_000, "exempt": False}}
+    # A refused attempt: marked, with the reason, what was asked for, and nothing changed.
+    assert refused_entry.refused and "ADMIN_MAX_USER_DAILY_DOLLARS" in (refused_entry.reason or "")
+    assert refused_entry.before == first.after
+    assert refused_entry.after == {item: {"max_micros": 9_000_000, "exempt": False}}
+    # Four settings, one entry.
+    assert limits.action == "settings.limits"
+    assert limits.after == {
+        "setting:quota.cooldown_seconds": 45.0,
+        "setting:quota.daily_micros": 1_000_000,
+        "setting:quota.max_active_per_user": 1,
+        "setting:quota.monthly_micros": 5_000_000,
+    }
+    assert set(limits.before.values()) == {None}
+    assert newest.action == "quota.reset" and newest.after == {item: None}
+    from bot.ceilings import change_lines
+
+    assert change_lines(first) == ["24-hour budget: default → $1.50"]
+    assert "server's cooldown: default → 45 s" in change_lines(limits)
+    # The owner's change is bot-wide: not in the guild's audit.
+    assert await store.count_audit(GUILD) == 4
+    (cap,) = await store.audit_entries(None, 10)
+    assert (cap.actor_id, cap.actor_kind, cap.action) == (42, "owner", "cap")
+    assert change_lines(cap) == ["bot-wide daily cap: default → $2.80"]
+    # Paging, newest first.
+    assert [e.id for e in await store.audit_entries(GUILD, 2, 2)] == [refused_entry.id, first.id]
+
+
+async def test_a_change_that_fails_leaves_no_audit_and_no_part_of_itself(store: Store) -> None:
+    from bot.store.audit import AuditDraft, Change
+
+    draft = AuditDraft(guild_id=GUILD, actor_id=1, actor_kind="admin", action="settings.limits")
+    bad = Change(GUILD, settings={"quota.daily_micros": 5, "quota.cooldown_seconds": float("nan")})
+    with pytest.raises(ValueError):
+        await store.audited_change(draft, bad)
+    assert await store.all_guild_settings(GUILD) == {}
+    assert await store.count_audit(GUILD) == 0
+    # The audit is append-only.
+    await store.audited_change(draft, Change(GUILD, settings={"quota.daily_micros": 5}))
+    import sqlite3
+
+    async with store.transaction() as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await conn.execute("UPDATE audit SET refused = 1")

@@ -1133,3 +1133,73 @@ async def test_every_route_takes_injected_faults(api: Api) -> None:
         assert response.status_code == 503, route
         assert api.sim.requests[-1].route == route
     assert api.sim.videos == {}
+
+
+# ---------------------------------------------------------------------- OpenRouter
+
+
+async def test_openrouter_jobs_go_pending_in_progress_completed_with_their_cost() -> None:
+    async with running(profile="openrouter") as api:
+        models = (await api.http.get("/videos/models")).json()["data"]
+        assert [m["id"] for m in models] == [
+            "google/veo-3.1",
+            "alibaba/wan-2.6",
+            "openai/sora-2-pro",
+        ]
+        assert all("pricing_skus" in m and "supported_durations" in m for m in models)
+        answer = await api.http.post(
+            "/videos",
+            json={
+                "model": "google/veo-3.1",
+                "prompt": "a fox",
+                "duration": 8,
+                "aspect_ratio": "9:16",
+                "resolution": "1080p",
+                "seed": 7,
+                "generate_audio": False,
+            },
+        )
+        assert answer.status_code == 202, answer.text
+        created = answer.json()
+        assert created["status"] == "pending"
+        assert created["polling_url"] == f"{api.sim.base_url}/videos/{created['id']}"
+        assert (await api.get(created["id"]))["status"] == "pending"
+        api.clock.advance(5)
+        running_job = await api.get(created["id"])
+        assert running_job["status"] == "in_progress" and "usage" not in running_job
+        done = await api.finish(created["id"])
+        assert done["status"] == "completed"
+        # 8 s at Veo's 1080p price of $0.40 a second.
+        assert done["usage"] == {"cost": pytest.approx(3.2)}
+        assert done["unsigned_urls"] == [f"{created['polling_url']}/content?index=0"]
+        assert "prompt" not in done
+        assert api.sim.videos[created["id"]].size == "1080x1920"
+        content = await api.http.get(f"/videos/{created['id']}/content", params={"index": "0"})
+        assert content.status_code == 200 and content.content[4:8] == b"ftyp"
+        other = await api.http.get(f"/videos/{created['id']}/content", params={"index": "1"})
+        assert other.status_code == 404
+        assert isinstance(other.json()["error"]["code"], int)
+
+
+async def test_openrouter_has_no_list_delete_or_remix_and_fails_with_a_message() -> None:
+    async with running(profile="openrouter", moderation_word="forbidden") as api:
+        answer = await api.http.post(
+            "/videos", json={"model": "alibaba/wan-2.6", "prompt": "forbidden", "duration": 5}
+        )
+        video_id = answer.json()["id"]
+        failed = await api.finish(video_id)
+        assert failed["status"] == "failed"
+        assert isinstance(failed["error"], str) and "usage" not in failed
+        assert (await api.http.get("/videos")).status_code == 404
+        assert (await api.http.delete(f"/videos/{video_id}")).status_code == 404
+        assert (
+            await api.http.post(f"/videos/{video_id}/remix", json={"prompt": "x"})
+        ).status_code == 404
+        assert video_id in api.sim.videos
+
+
+async def test_only_openrouter_answers_its_video_models() -> None:
+    async with running(profile="openai") as api:
+        answer = await api.http.get("/videos/models")
+    assert answer.status_code == 404
+    assert "models" in answer.json()["error"]["message"]

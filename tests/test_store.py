@@ -1259,3 +1259,154 @@ async def test_what_the_store_keeps_from_a_server_is_redacted_and_bounded(store:
     assert key not in failed.error_message and key not in (failed.error_code or "")
     assert "abc.def" not in failed.error_message
     assert "\n" not in failed.error_message and len(failed.error_message) <= 300
+
+
+# ---------------------------------------------------------------------- options and reported cost
+
+
+async def settle_reported(store: Store, job: Job, reported: int) -> Job:
+    """Run a reserved job to a success whose service reported `reported`, and deliver it."""
+    await store.mark_create_attempted(job.id, store.clock())
+    await store.attach_video(job.id, f"v{job.id}", "queued", 0)
+    done = await store.mark_succeeded(job.id, T0, None, reported_cost_micros=reported)
+    assert done is not None and done.reported_cost_micros == reported
+    assert await store.claim_delivery(job.id)
+    delivered = await store.finish_delivery(job.id, 1)
+    assert delivered is not None
+    return delivered
+
+
+async def test_a_jobs_options_are_kept(store: Store) -> None:
+    job = await reserved(store, negative_prompt="blurry", seed=4_000_000_000, audio=False)
+    fresh = await must_get(store, job.id)
+    assert (fresh.negative_prompt, fresh.seed, fresh.audio) == ("blurry", 4_000_000_000, False)
+    plain = await reserved(store)
+    assert (plain.negative_prompt, plain.seed, plain.audio) == (None, None, None)
+
+
+async def test_a_lower_reported_cost_is_settled_and_the_difference_given_back(
+    store: Store,
+) -> None:
+    limit = SpendLimit("daily", "user", since=0.0, max_micros=10 * COST)
+    job = await reserve(store, limit)
+    assert isinstance(job, Job)
+    done = await settle_reported(store, job, COST // 4)
+    assert (done.cost_micros, done.reported_cost_micros, done.uncharged_micros) == (
+        COST // 4,
+        COST // 4,
+        0,
+    )
+    entries = [(e.account, e.reason, e.amount_micros) for e in await store.ledger_entries()]
+    assert entries == [
+        ("held", "reserve", COST),
+        ("held", "settle", -COST),
+        ("spent", "settle", COST),
+        ("spent", "adjust_down", -(COST - COST // 4)),
+    ]
+    assert await store.ledger_sum_by_job() == {job.id: (0, COST // 4)}
+    assert await store.usage(user_id=1) == COST // 4
+    # Repeating the delivery changes nothing.
+    assert await store.finish_delivery(job.id, 1) is None
+    assert len(await store.ledger_entries()) == 4
+
+
+async def test_a_higher_reported_cost_is_charged_within_the_limits_only(store: Store) -> None:
+    daily = SpendLimit("daily", "user", since=0.0, max_micros=3 * COST)
+    bot_wide = SpendLimit("bot", "bot", since=0.0, max_micros=100 * COST)
+    first = await reserve(store, daily, bot_wide)
+    second = await reserve(store, daily, bot_wide)
+    assert isinstance(first, Job) and isinstance(second, Job)
+    # 2 * COST used of 3 * COST: the first job's extra COST fits, exactly.
+    done = await settle_reported(store, first, 2 * COST)
+    assert (done.cost_micros, done.uncharged_micros) == (2 * COST, 0)
+    # Now 3 * COST used: nothing more fits, so the second job's extra is not charged.
+    capped = await settle_reported(store, second, 3 * COST)
+    assert (capped.cost_micros, capped.reported_cost_micros, capped.uncharged_micros) == (
+        COST,
+        3 * COST,
+        2 * COST,
+    )
+    reasons = [(e.job_id, e.reason, e.amount_micros) for e in await store.ledger_entries()]
+    assert (first.id, "adjust_up", COST) in reasons
+    assert not [r for r in reasons if r[0] == second.id and r[1].startswith("adjust")]
+    assert await store.usage(user_id=1) == 3 * COST
+    assert await store.ledger_balances() == {"held": 0, "spent": 3 * COST}
+
+
+async def test_a_higher_reported_cost_is_capped_at_what_the_tightest_limit_leaves(
+    store: Store,
+) -> None:
+    daily = SpendLimit("daily", "user", since=0.0, max_micros=10 * COST)
+    bot_wide = SpendLimit("bot", "bot", since=0.0, max_micros=3 * COST)
+    other = await reserve(store, daily, bot_wide, new=new_job(user_id=2))
+    job = await reserve(store, daily, bot_wide)
+    assert isinstance(other, Job) and isinstance(job, Job)
+    # The bot-wide ceiling leaves COST (another member's job counts there too).
+    done = await settle_reported(store, job, 5 * COST)
+    assert (done.cost_micros, done.uncharged_micros) == (2 * COST, 3 * COST)
+    assert await store.usage() == 3 * COST
+
+
+async def test_an_exempt_member_is_charged_the_whole_reported_cost(store: Store) -> None:
+    daily = SpendLimit("daily", "user", since=0.0, max_micros=COST)
+    await store.set_quota_override(
+        QuotaOverride(
+            guild_id=100, target_kind="user", target_id=1, limit_name="daily", exempt=True
+        )
+    )
+    job = await reserve(store, daily)
+    assert isinstance(job, Job)
+    done = await settle_reported(store, job, 5 * COST)
+    assert (done.cost_micros, done.uncharged_micros) == (5 * COST, 0)
+
+
+async def test_a_job_recorded_without_limits_is_settled_at_its_whole_reported_cost(
+    store: Store,
+) -> None:
+    job = await reserved(store)
+    done = await settle_reported(store, job, 2 * COST)
+    assert (done.cost_micros, done.uncharged_micros) == (2 * COST, 0)
+
+
+async def test_the_ledger_refuses_an_adjustment_of_the_wrong_sign(store: Store) -> None:
+    job = await reserved(store)
+    for reason, amount in (("adjust_down", 5), ("adjust_up", -5)):
+        with pytest.raises(sqlite3.IntegrityError):
+            async with store.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO ledger (at, charged_at, job_id, user_id, account, amount_micros,"
+                    " reason) VALUES (0, 0, ?, 1, 'spent', ?, ?)",
+                    (job.id, amount, reason),
+                )
+    assert [e.reason for e in await store.ledger_entries()] == ["reserve"]
+
+
+async def test_a_ledger_from_before_reported_costs_is_migrated_with_every_entry(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    conn = await connect(path)
+    try:
+        # Every migration before the one that brings reported costs.
+        mine = next(i for i, m in enumerate(MIGRATIONS) if any("adjust_up" in x for x in m))
+        await migrate(conn, MIGRATIONS[:mine])
+        await conn.execute(
+            "INSERT INTO jobs (kind, user_id, channel_id, prompt, model, seconds, size, "
+            "cost_micros, state, created_at, updated_at) "
+            "VALUES ('create', 1, 10, 'p', 'sora-2', '4', '1280x720', 5, 'creating', 1, 1)"
+        )
+        await conn.execute(
+            "INSERT INTO ledger (at, charged_at, job_id, user_id, guild_id, account, "
+            "amount_micros, reason) VALUES (1, 1, 1, 1, NULL, 'held', 5, 'reserve')"
+        )
+        assert await migrate(conn) == len(MIGRATIONS)
+    finally:
+        await conn.close()
+    async with await Store.open(path) as store:
+        (entry,) = await store.ledger_entries()
+        assert (entry.id, entry.reason, entry.amount_micros) == (1, "reserve", 5)
+        job = await must_get(store, 1)
+        assert (job.seed, job.reported_cost_micros, job.uncharged_micros) == (None, None, 0)
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            async with store.transaction() as tx:
+                await tx.execute("DELETE FROM ledger")

@@ -867,3 +867,25 @@ async def test_a_backend_that_cannot_list_tells_the_member_at_once(
     )
     assert await held(store) == 0
     assert api.count("GET", "/videos") == 0
+
+
+async def test_a_yes_the_bot_cannot_use_is_never_sent_again(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The service made the job but named it with an id that cannot go into a path: the job
+    exists, so sending again would make a second one. It is given up and refunded."""
+    clock = Clock()
+    api.on("POST", "/videos", answer(200, video("../../admin")), answer(200, video("v-second")))
+    api.on("GET", "/videos", answer(200, listing()))
+    client = client_for(http, api.url)
+    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    service = await _service(store, client, tracker, tmp_path, clock)
+    job = await _submit(service)
+    await tracker.looks.drain()
+    clock.now += 60
+    await tracker.poll_once()
+    await tracker.looks.drain()
+    fresh = await store.get_job(job.id)
+    assert fresh is not None and (fresh.state, fresh.error_code) == ("failed", "create_unusable")
+    assert api.count("POST", "/videos") == 1
+    assert await held(store) == 0

@@ -57,8 +57,10 @@ from bot.api.models import (
     VideoList,
     id_problem,
 )
+from bot.api.openrouter import CONTENT_INDEX, ShapeLookup, create_body
 from bot.api.profiles import Capabilities
 from bot.api.ratelimit import MinuteRateLimiter
+from bot.files import open_private
 from bot.redact import redact, register_secret
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ JSON_BODY_LIMIT = 4 * 1024 * 1024
 MAX_POLL_AFTER = 60.0
 # Bytes needed to tell a video or an image by its start.
 _MAGIC_BYTES = 16
+# A server's model list (discovery) is a few tens of kilobytes; more than this is refused.
+CATALOG_BODY_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,9 @@ class VideosClient:
             register_secret(value)
         # The latest `openai-poll-after-ms` advice, in seconds (capped), for the poll interval.
         self.poll_after: float | None = None
+        # Which aspect ratio and resolution a model's size stands for, where a server is asked
+        # in those terms (OpenRouter): set from the catalog in use (`Backend.use_catalog`).
+        self.shapes: ShapeLookup | None = None
 
     def __repr__(self) -> str:
         return f"VideosClient(base_url={self._base!r})"
@@ -323,10 +330,25 @@ class VideosClient:
     # ------------------------------------------------------------------ creates (billed)
 
     async def create(self, request: CreateVideo, reference: ReferenceImage | None = None) -> Video:
-        """Start a job: JSON, or multipart with a reference image or on multipart-only backends."""
-        fields = request.form()
+        """Start a job: JSON, or multipart with a reference image or on multipart-only backends;
+        on OpenRouter always JSON in its own words (the reference as a first-frame data URL)."""
+        if self.caps.dialect == "openrouter":
+            # Per-model options (seed, sound) are sent where the request carries them.
+            body = create_body(
+                request,
+                reference,
+                shapes=self.shapes,
+                seed=request.seed,
+                generate_audio=request.audio,
+                negative_prompt=request.negative_prompt,
+            )
+            return await self._create_job("/videos", json=body)
+        audio_field = self.caps.audio_field
+        fields = request.form(audio_field=audio_field)
         if reference is None and self.caps.create_encoding == "json":
-            return await self._create_job("/videos", json=fields)
+            return await self._create_job(
+                "/videos", json=request.json_body(audio_field=audio_field)
+            )
         # A field given as (None, value) is a plain form field: httpx then always sends multipart,
         # which multipart-only servers need even when there is no file.
         parts: dict[str, Any] = {k: (None, v) for k, v in fields.items()}
@@ -521,6 +543,9 @@ class VideosClient:
         if variant != "video":
             self._require("variants")
         params: dict[str, str] = {"variant": variant} if self.caps.variants else {}
+        if self.caps.dialect == "openrouter":
+            # OpenRouter names the output by index; a job makes one.
+            params = {"index": CONTENT_INDEX}
         url = f"{self._base}/videos/{_seg(video_id)}/content"
         part = dest.with_name(dest.name + ".part")
         kind: Literal["video", "image"] = "video" if variant == "video" else "image"
@@ -598,6 +623,15 @@ class VideosClient:
                 if handle is not None:
                     await asyncio.to_thread(handle.close)
             return size
+
+    async def read_catalog(self, path: str) -> Any:
+        """A server's own account of its models (`/videos/models`, `/models`), decoded JSON, for
+        discovery (bot/discovery.py): one GET, retried like any read but at most once, its body
+        capped at CATALOG_BODY_LIMIT. What it says is untrusted; the caller bounds it."""
+        answer = await self._send("GET", path, idempotent=True, retries=1)
+        if len(answer.body) > CATALOG_BODY_LIMIT:
+            raise _invalid(f"a model list larger than {CATALOG_BODY_LIMIT // 1024} KiB")
+        return _parse(lambda body: body, answer)
 
     # --- probing: raw reads for bot/api/probe.py (choosing a profile, `python -m bot doctor`).
     # Kept apart from the API methods above; owned by the probe's author.
@@ -787,9 +821,7 @@ def _loop_time_at(monotonic_deadline: float) -> float:
 
 
 def _open_private(path: Path) -> Any:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return os.fdopen(fd, "wb")
+    return open_private(path)
 
 
 def _unlink(path: Path) -> None:

@@ -14,9 +14,19 @@ from __future__ import annotations
 
 import enum
 import math
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from bot.api.errors import scalar_text
 from bot.redact import redact
@@ -26,7 +36,16 @@ ListOrder = Literal["asc", "desc"]
 
 COMPLETED_STATUSES = frozenset({"completed"})
 FAILED_STATUSES = frozenset({"failed", "cancelled", "canceled", "expired", "deleted"})
-_USUAL_STATUSES = COMPLETED_STATUSES | FAILED_STATUSES | {"queued", "in_progress", "processing"}
+_USUAL_STATUSES = (
+    COMPLETED_STATUSES
+    | FAILED_STATUSES
+    | {
+        "queued",
+        "in_progress",
+        "processing",
+        "pending",
+    }
+)
 
 
 class Phase(enum.Enum):
@@ -164,6 +183,19 @@ def _status(value: object) -> object:
     return "unknown"
 
 
+# A job's reported cost above this (USD) is no cost a video has: it is not believed.
+MAX_REPORTED_COST = 10_000.0
+
+
+def _cost(value: object) -> object:
+    # `usage.cost` (OpenRouter), in dollars: a finite number from 0 to MAX_REPORTED_COST, given
+    # as a number or a numeric string; anything else is None (no reported cost), never an error.
+    number = _finite(value)
+    if number is None or not 0 <= number <= MAX_REPORTED_COST:
+        return None
+    return number
+
+
 def _plain_text(value: object) -> object:
     # A field compared as it is (prompt, size, model): a string or None, never an error.
     return value if isinstance(value, str) else None
@@ -177,6 +209,7 @@ OptionalId = Annotated[
     str | None, BeforeValidator(lambda v: v if v is None or id_problem(v) is None else None)
 ]
 Status = Annotated[str, BeforeValidator(_status)]
+Cost = Annotated[float | None, BeforeValidator(_cost)]
 ShortText = Annotated[str | None, _bounded_text(_FIELD_TEXT)]
 Message = Annotated[str | None, _bounded_text(_TEXT_LIMIT)]
 PlainText = Annotated[str | None, BeforeValidator(_plain_text)]
@@ -206,7 +239,7 @@ class Video(BaseModel):
     own structures of any size or depth) is dropped at parse time.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     id: VideoId
     object: ShortText = "video"
@@ -221,6 +254,11 @@ class Video(BaseModel):
     seconds: Seconds = None
     remixed_from_video_id: OptionalId = None
     error: Annotated[VideoError | None, BeforeValidator(_error)] = None
+    # What the server says the finished job cost, in USD (OpenRouter's `usage.cost`), when it
+    # says; checked finite and not negative. The ledger may settle at it.
+    cost_usd: Cost = Field(
+        default=None, validation_alias=AliasChoices(AliasPath("usage", "cost"), "cost_usd")
+    )
 
     @property
     def phase(self) -> Phase:
@@ -307,8 +345,24 @@ class ReferenceImage(BaseModel):
     content_type: Literal["image/jpeg", "image/png", "image/webp"]
 
 
+# Where a server takes sound on/off: most call it `generate_audio`; vLLM-Omni `generate_sound`.
+AUDIO_FIELD = "generate_audio"
+# Seeds every server that takes one accepts: unsigned 32-bit.
+SEED_LIMIT = 2**32
+
+
+def micros_of_dollars(dollars: float) -> int:
+    """A reported cost in USD (already checked finite and bounded) as ledger micro-dollars,
+    rounded to the nearest micro-dollar through its decimal text, so 0.1 is exactly 100000."""
+    return int((Decimal(repr(dollars)) * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
+
+
 class CreateVideo(BaseModel):
-    """What the bot asks for; `None` fields are left to the server's defaults."""
+    """What the bot asks for; `None` fields are left to the server's defaults.
+
+    The per-model options (`negative_prompt`, `seed`, `audio`) are set only for a model whose
+    catalog entry takes them (see `Catalog.resolve`), and a body carries each only when set:
+    a server that does not know a field may refuse the whole request for it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -316,6 +370,26 @@ class CreateVideo(BaseModel):
     model: str | None = None
     seconds: Seconds = None
     size: str | None = None
+    negative_prompt: str | None = Field(default=None, min_length=1, max_length=32000)
+    seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    # Sound on or off, sent as `audio_field` (the server's own name for it).
+    audio: bool | None = None
 
-    def form(self) -> dict[str, str]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+    def json_body(self, *, audio_field: str = AUDIO_FIELD) -> dict[str, str | int | bool]:
+        """The JSON create body: the fields that are set, `seed` a number and sound a boolean."""
+        body: dict[str, str | int | bool] = {}
+        for name in ("prompt", "model", "seconds", "size", "negative_prompt", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.audio is not None:
+            body[audio_field] = self.audio
+        return body
+
+    def form(self, *, audio_field: str = AUDIO_FIELD) -> dict[str, str]:
+        """The multipart create fields: the same as `json_body`, each as text (`true`/`false`
+        for sound, as form parsers read booleans)."""
+        return {
+            name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+            for name, value in self.json_body(audio_field=audio_field).items()
+        }

@@ -11,6 +11,9 @@ What tells the servers apart (see the README's profiles table):
 - vLLM-Omni answers errors in vLLM's envelope, whose `code` is an integer.
 - SGLang and FastVideo are FastAPI apps: errors are `{"detail": ...}` and lists have no
   `has_more`; SGLang serves `/v1/models`, FastVideo does not.
+- OpenRouter lives on `openrouter.ai`, has no job list, and answers `GET /videos/models` with
+  its catalog (models carrying `supported_*` and `pricing_skus`); that read is made only where
+  the listing was refused, and elsewhere stands for the read of a video that cannot exist.
 - What is left speaks OpenAI's own shape.
 """
 
@@ -33,6 +36,13 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT = 5.0
 Envelope = Literal["openai", "vllm", "fastapi", "unknown"]
 AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+OPENROUTER_HOSTS = ("openrouter.ai",)
+# Where OpenRouter tells its video models (bot/discovery.py reads it in full).
+VIDEO_MODELS_PATH = "/videos/models"
+# Keys only OpenRouter's video model entries carry.
+_OPENROUTER_MODEL_KEYS = frozenset(
+    {"pricing_skus", "supported_durations", "supported_resolutions", "supported_aspect_ratios"}
+)
 _LITELLM_WORDS = ("custom-llm-provider", "custom_llm_provider", "litellm")
 
 
@@ -139,6 +149,21 @@ class Findings:
         return None
 
     @property
+    def openrouter_sign(self) -> str | None:
+        host = (urlsplit(self.base_url).hostname or "").lower()
+        if host in OPENROUTER_HOSTS or host.endswith(tuple("." + h for h in OPENROUTER_HOSTS)):
+            return f"the host {host} is OpenRouter's"
+        answer = self.missing
+        if answer is not None and answer.path == VIDEO_MODELS_PATH and answer.ok:
+            body = answer.body
+            data = body.get("data") if isinstance(body, dict) else None
+            if isinstance(data, list) and any(
+                isinstance(m, dict) and _OPENROUTER_MODEL_KEYS & m.keys() for m in data[:50]
+            ):
+                return "GET /videos/models lists video models in OpenRouter's shape"
+        return None
+
+    @property
     def envelope(self) -> Envelope:
         """The shape of the error for a video that cannot exist."""
         answer = self.missing
@@ -164,8 +189,11 @@ class Findings:
 
     @property
     def wrong_path(self) -> bool:
-        """GET /videos itself is not there: the base URL points somewhere else."""
-        return self.listing is not None and self.listing.status == 404
+        """GET /videos itself is not there: the base URL points somewhere else (OpenRouter,
+        which lists no jobs, aside)."""
+        return (
+            self.listing is not None and self.listing.status == 404 and self.openrouter_sign is None
+        )
 
 
 @dataclass(frozen=True)
@@ -184,6 +212,8 @@ def choose(findings: Findings) -> Choice:
         if findings.auth == "none":
             return Choice("openai", "the server wants a key and OPENAI_API_KEY is not set", False)
         return Choice("openai", "the server refused the key, so it could not be probed", False)
+    if (sign := findings.openrouter_sign) is not None:
+        return Choice("openrouter", sign + ": OpenRouter")
     if findings.wrong_path:
         return Choice("openai", "GET /videos answered 404 (is OPENAI_BASE_URL right?)", False)
     if (sign := findings.litellm_sign) is not None:
@@ -207,8 +237,10 @@ def choose(findings: Findings) -> Choice:
 
 async def probe(client: VideosClient, *, wait: float = PROBE_TIMEOUT) -> Findings:
     """At most four GETs: /models (again with the other auth header if the key was refused),
-    /videos?limit=1, and /videos/<an id that cannot exist>; the first read that gets no answer
-    ends the probe, so a server that hangs costs one timeout. Never raises for what it sees."""
+    /videos?limit=1, and /videos/<an id that cannot exist> (where the listing was refused:
+    /videos/models, OpenRouter's catalog, which any other server answers as a video it does not
+    have); the first read that gets no answer ends the probe, so a server that hangs costs one
+    timeout. Never raises for what it sees."""
     key = client.config.api_key.get_secret_value()
     auth: AuthHeader | Literal["none"] = client.config.auth_header if key else "none"
     findings = Findings(client.config.base_url, auth)
@@ -226,8 +258,10 @@ async def probe(client: VideosClient, *, wait: float = PROBE_TIMEOUT) -> Finding
     )
     if findings.listing.status is None:
         return findings
-    missing_id = "video_probe_" + secrets.token_hex(8)
-    findings.missing = await _read(client, f"/videos/{missing_id}", wait=wait, auth_header=use)
+    missing = "/videos/video_probe_" + secrets.token_hex(8)
+    if not findings.listing.ok:
+        missing = VIDEO_MODELS_PATH
+    findings.missing = await _read(client, missing, wait=wait, auth_header=use)
     return findings
 
 

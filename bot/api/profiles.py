@@ -13,14 +13,28 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-ProfileName = Literal["openai", "azure", "litellm", "vllm-omni", "sglang", "fastvideo"]
+ProfileName = Literal[
+    "openai", "azure", "litellm", "vllm-omni", "sglang", "fastvideo", "openrouter"
+]
 # What VIDEO_API_PROFILE may say: a profile, `auto` (probe the server at start) or `simulator`
 # (the built-in simulator even though a server is configured).
 ProfileSetting = Literal[
-    "auto", "simulator", "openai", "azure", "litellm", "vllm-omni", "sglang", "fastvideo"
+    "auto",
+    "simulator",
+    "openai",
+    "azure",
+    "litellm",
+    "vllm-omni",
+    "sglang",
+    "fastvideo",
+    "openrouter",
 ]
 PROFILE_NAMES: tuple[ProfileName, ...] = get_args(ProfileName)
 CreateEncoding = Literal["json", "multipart"]
+# How a create is worded: OpenAI's (`seconds` a string, `size`, an `input_reference` file) or
+# OpenRouter's (`duration` an integer, `resolution` + `aspect_ratio`, `frame_images` as data URLs,
+# content by `?index=`); see bot/api/openrouter.py.
+Dialect = Literal["openai", "openrouter"]
 AuthHeader = Literal["authorization", "api-key"]
 
 
@@ -47,8 +61,11 @@ class Capabilities(BaseModel):
     # Whether the job object reports the model that was asked for; where it may report another
     # name (a served model, a deployment's base model) adoption does not compare models.
     reports_requested_model: bool = True
+    # The create field for sound on/off: `generate_audio`, or vLLM-Omni's `generate_sound`.
+    audio_field: str = "generate_audio"
     # Headers sent with list requests only (a gateway may need to know which provider to ask).
     list_headers: dict[str, str] = {}
+    dialect: Dialect = "openai"
 
 
 _SELF_HOSTED = {
@@ -86,10 +103,25 @@ PROFILES: dict[ProfileName, Capabilities] = {
         extensions=False,
         progress=False,
         reports_requested_model=False,
+        audio_field="generate_sound",
     ),
     # DELETE removes the record and answers the video object with status `deleted`.
     "sglang": Capabilities.model_validate(_SELF_HOSTED),
     "fastvideo": Capabilities.model_validate(_SELF_HOSTED),
+    # OpenRouter: its own create body, 202 + polling, `pending` while queued, content by
+    # `?index=0`; no list (so no adoption after a lost answer), no delete, remix, edits or
+    # extensions, and no `prompt` in the job object.
+    "openrouter": Capabilities(
+        dialect="openrouter",
+        variants=False,
+        list=False,
+        list_has_more=False,
+        delete=False,
+        remix=False,
+        edits=False,
+        extensions=False,
+        echoes_prompt=False,
+    ),
 }
 
 # How each profile expects the key when OPENAI_AUTH_HEADER does not say.

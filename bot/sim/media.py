@@ -23,6 +23,8 @@ from pathlib import Path
 import av
 from PIL import Image, ImageDraw, ImageFont
 
+from bot.files import private_dir
+
 # Columns and rows of the spritesheet grid, and the width of one tile in it.
 SPRITE_COLUMNS = 5
 SPRITE_ROWS = 2
@@ -145,7 +147,7 @@ class FramePainter:
 @contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
     """A temporary sibling of `path` that replaces it only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         yield tmp

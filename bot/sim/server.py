@@ -20,13 +20,16 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from aiohttp import web
 
 from bot.api.profiles import ProfileName
+from bot.files import private_dir
 from bot.sim import media
+from bot.sim import openrouter as orouter
 from bot.sim.wire import (
     AZURE_AUTH_MESSAGE,
     DEFAULT_MODEL,
@@ -98,6 +101,8 @@ _UNSUPPORTED: dict[str, frozenset[str]] = {
     "vllm-omni": _NO_DERIVED,
     "sglang": _NO_DERIVED,
     "fastvideo": _NO_DERIVED | {"GET /models"},
+    # OpenRouter: no job list, no delete, nothing made from a finished video.
+    "openrouter": _NO_DERIVED | {"GET /videos", "DELETE /videos/{id}"},
 }
 # Routes LiteLLM's proxy knows but refuses with 405 (it has no delete, edits or extensions).
 _NOT_ALLOWED: dict[str, frozenset[str]] = {
@@ -113,6 +118,7 @@ _ERROR_SHAPES: dict[str, ErrorShape] = {
     "vllm-omni": "vllm",
     "sglang": "fastapi",
     "fastvideo": "fastapi",
+    "openrouter": "openrouter",
 }
 # Servers built on FastAPI answer an unknown route with its own `{"detail": "Not Found"}`.
 _FASTAPI_PROFILES = frozenset({"litellm", "vllm-omni", "sglang", "fastvideo"})
@@ -185,6 +191,9 @@ class SimConfig:
     # the catalog in use; the default is the reference API's.
     seconds: tuple[str, ...] = SECONDS
     sizes: tuple[str, ...] = SIZES
+    # The video models the OpenRouter profile lists at GET /videos/models and validates creates
+    # against (a model not listed is taken with generic limits unless `check_model`).
+    openrouter_models: tuple[dict[str, Any], ...] = orouter.MODELS
 
 
 class SimClock:
@@ -232,6 +241,9 @@ class SimVideo:
     progress: int = 0
     completed_at: float | None = None
     error: dict[str, str] | None = None
+    # OpenRouter: what the job costs (`usage.cost` once completed), and the frame images sent.
+    cost: Decimal | None = None
+    frame_types: tuple[str, ...] = ()
 
     @property
     def media_key(self) -> str:
@@ -307,7 +319,7 @@ class SimServer:
         self._render_slots = asyncio.Semaphore(RENDER_SLOTS)
         if self.config.cache_dir is not None:
             self._cache_dir = Path(self.config.cache_dir)
-            await asyncio.to_thread(self._cache_dir.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(private_dir, self._cache_dir)
         else:
             self._own_cache = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="video-sim-"))
             self._cache_dir = self._own_cache
@@ -315,6 +327,9 @@ class SimServer:
         add = app.router.add_route
         add("POST", "/v1/videos", self._create)
         add("GET", "/v1/videos", self._list)
+        if self.config.profile == "openrouter":
+            # Before /v1/videos/{video_id}; elsewhere "models" is just a video id not found.
+            add("GET", "/v1/videos/models", self._video_models)
         add("POST", "/v1/videos/edits", self._edit)
         add("POST", "/v1/videos/extensions", self._extend)
         add("GET", "/v1/videos/{video_id}", self._retrieve)
@@ -493,6 +508,8 @@ class SimServer:
         if scheme.lower() == "bearer" and token.strip():
             key = token.strip()
         if not key:
+            if self.config.profile == "openrouter":
+                raise ApiError(401, "No auth credentials found")
             raise ApiError(401, MISSING_KEY_MESSAGE)
         if expected is not None and key != expected:
             raise ApiError(401, WRONG_KEY_MESSAGE, code="invalid_api_key")
@@ -693,6 +710,8 @@ class SimServer:
         }
         profile = self.config.profile
         body["model"] = self._reported_model(video.model)
+        if profile == "openrouter":
+            return self._present_openrouter(video)
         if profile == "litellm":
             # Veo-like jobs through LiteLLM: `processing`, and no progress until done.
             if video.status == "in_progress":
@@ -712,6 +731,25 @@ class SimServer:
                 body["inference_time_s"] = round(video.job_seconds, 2)
                 body["stage_durations"] = {"denoise": round(video.job_seconds, 2)}
                 body["peak_memory_mb"] = 20480
+        return body
+
+    def _present_openrouter(self, video: SimVideo) -> dict[str, Any]:
+        """OpenRouter's job object: no prompt, size or seconds; `pending` while queued; the
+        video's URL and `usage.cost` once completed; the error as a string."""
+        url = f"{self.base_url}/videos/{video.id}"
+        body: dict[str, Any] = {
+            "id": video.id,
+            "polling_url": url,
+            "status": orouter.STATUS_WORDS.get(video.status, video.status),
+            "progress": video.progress,
+            "created_at": int(video.created_at),
+        }
+        if video.status == "completed":
+            body["unsigned_urls"] = [f"{url}/content?index=0"]
+            if video.cost is not None:
+                body["usage"] = {"cost": float(video.cost)}
+        if video.error is not None:
+            body["error"] = video.error["message"]
         return body
 
     def _reported_model(self, requested: str) -> str:
@@ -763,13 +801,19 @@ class SimServer:
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         fields, is_json = await self._read_fields(request)
+        if self.config.profile == "openrouter":
+            return self._create_openrouter(fields, is_json)
         if is_json and self.config.profile == "vllm-omni":
             raise ApiError(
                 400,
                 "Video generation requests must be sent as multipart/form-data.",
                 type="BadRequestError",
             )
-        self._strict(fields, {"prompt", "model", "seconds", "size", "input_reference"})
+        allowed = {"prompt", "model", "seconds", "size", "input_reference"}
+        if self.config.profile == "litellm":
+            # The proxy passes a provider's own options through (seed, negative prompt, sound).
+            allowed |= {"negative_prompt", "seed", "generate_audio"}
+        self._strict(fields, allowed)
         prompt = prompt_field(fields)
         model = string_field(fields, "model", required=False) or DEFAULT_MODEL
         self._check_model(model)
@@ -806,6 +850,29 @@ class SimServer:
             reference_content_type=reference.content_type if reference else None,
         )
         return web.json_response(self._present(video))
+
+    def _create_openrouter(self, fields: dict[str, Any], is_json: bool) -> web.StreamResponse:
+        if not is_json:
+            raise ApiError(400, "The request body must be JSON.", code="invalid_request")
+        cfg = self.config
+        job = orouter.parse_create(fields, cfg.openrouter_models, check_model=cfg.check_model)
+        video = self._new_video(
+            model=job.model,
+            prompt=job.prompt,
+            size=job.size,
+            seconds=str(job.seconds),
+            cost=job.cost,
+            frame_types=job.frame_types,
+        )
+        body = {
+            "id": video.id,
+            "polling_url": f"{self.base_url}/videos/{video.id}",
+            "status": "pending",
+        }
+        return web.json_response(body, status=202)
+
+    async def _video_models(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"data": [dict(m) for m in self.config.openrouter_models]})
 
     async def _remix(self, request: web.Request) -> web.StreamResponse:
         self._require_route(request)
@@ -878,11 +945,17 @@ class SimServer:
                 "created": int(self._clock()),
                 "owned_by": owner.get(self.config.profile, "system"),
             }
-            for model in self.config.served_models
+            for model in self._model_ids()
         ]
         return web.json_response({"object": "list", "data": data})
 
+    def _model_ids(self) -> tuple[str, ...]:
+        if self.config.profile == "openrouter":
+            return tuple(str(m.get("id")) for m in self.config.openrouter_models)
+        return self.config.served_models
+
     async def _list(self, request: web.Request) -> web.StreamResponse:
+        self._require_route(request)
         cfg = self.config
         provider = request.headers.get("custom-llm-provider", "")
         provider = provider or request.query.get("custom_llm_provider", "")
@@ -937,6 +1010,11 @@ class SimServer:
     async def _content(self, request: web.Request) -> web.StreamResponse:
         video = self._get(request)
         variant = self._variant(request.query.get("variant"))
+        if self.config.profile == "openrouter":
+            # Outputs by index; a job makes one.
+            index = request.query.get("index", "0")
+            if index != "0":
+                raise ApiError(404, f"No output {index} for video '{video.id}'.")
         if self.config.profile == "vllm-omni" and video.status in ("queued", "in_progress"):
             raise ApiError(404, "Generation is still in-progress", type="NotFoundError")
         if self.config.profile == "vllm-omni" and video.status == "failed":
@@ -988,8 +1066,9 @@ class SimServer:
 
     def _variant(self, raw: str | None) -> str:
         profile = self.config.profile
-        # vLLM-Omni has no variants, LiteLLM drops the parameter: both answer the mp4.
-        if profile in ("vllm-omni", "litellm") or raw is None:
+        # vLLM-Omni has no variants, LiteLLM drops the parameter, OpenRouter has none: all answer
+        # the mp4.
+        if profile in ("vllm-omni", "litellm", "openrouter") or raw is None:
             return "video"
         if profile in _QUEUED_THEN_DONE:
             # Here `variant` is an output index; the simulator makes one output per job, and a

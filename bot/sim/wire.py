@@ -59,7 +59,7 @@ MODERATION_MESSAGE = (
 # How a server wraps its errors: OpenAI's `{"error": {message, type, param, code}}`, vLLM's (the
 # same with an integer `code`), FastAPI's `{"detail": message}` (SGLang, FastVideo, and any
 # FastAPI app's own refusals such as an unknown route), or Azure's `{"error": {code, message}}`.
-ErrorShape = Literal["openai", "vllm", "fastapi", "azure"]
+ErrorShape = Literal["openai", "vllm", "fastapi", "azure", "openrouter"]
 AZURE_AUTH_MESSAGE = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
     "valid key for an active subscription and use a correct regional API endpoint for your "
@@ -97,6 +97,9 @@ class ApiError(Exception):
             return {"detail": self.message}
         if shape == "azure":
             return {"error": {"code": self.code or str(self.status), "message": self.message}}
+        if shape == "openrouter":
+            # OpenRouter's envelope: the HTTP status as an integer code, and a message.
+            return {"error": {"code": self.status, "message": self.message}}
         return {
             "error": {
                 "message": self.message,

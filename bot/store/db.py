@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import aiosqlite
 
+from bot.files import PRIVATE_FILE, private_dir
 from bot.store.turns import Turns
 
 log = logging.getLogger(__name__)
@@ -165,15 +166,111 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: containment of odd jobs. `create_attempts` counts the sends of a job (each recorded
     # before it leaves), so a create proven not to have started is re-sent a bounded number of
     # times; `delivery_retry_at` spaces failed deliveries out; the partial index finds the files
-    # kept for a job (an undeliverable video) once their retention has passed.
+    # kept for a job (an undeliverable video) once their retention has passed; `create_answered`
+    # marks a send that the service accepted with an answer the bot could not use.
     (
         "ALTER TABLE jobs ADD COLUMN create_attempts INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE jobs ADD COLUMN delivery_retry_at REAL",
+        # A send the service answered with success but in a form the bot cannot use: it made a
+        # job, so the request is never sent again.
+        """
+        ALTER TABLE jobs ADD COLUMN create_answered INTEGER NOT NULL DEFAULT 0
+            CHECK (create_answered IN (0, 1))
+        """,
         """
         UPDATE jobs SET create_attempts = 1
         WHERE create_attempted_at IS NOT NULL OR api_video_id IS NOT NULL
         """,
         "CREATE INDEX jobs_local_files ON jobs (id) WHERE local_path IS NOT NULL",
+    ),
+    # 4: the audit of limit changes by server admins and owners (who, when, where, what, before
+    # and after), refused attempts included. Written in the change's own transaction, and like
+    # the ledger never edited: a record that can be rewritten proves nothing.
+    (
+        """
+        CREATE TABLE audit (
+            id          INTEGER PRIMARY KEY,
+            at          REAL    NOT NULL,
+            guild_id    INTEGER,
+            actor_id    INTEGER NOT NULL,
+            actor_kind  TEXT    NOT NULL CHECK (actor_kind IN ('admin', 'owner')),
+            action      TEXT    NOT NULL,
+            target      TEXT,
+            before_json TEXT    NOT NULL,
+            after_json  TEXT    NOT NULL,
+            refused     INTEGER NOT NULL DEFAULT 0 CHECK (refused IN (0, 1)),
+            reason      TEXT
+        )
+        """,
+        "CREATE INDEX audit_guild ON audit (guild_id, id)",
+        """
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END
+        """,
+        """
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END
+        """,
+    ),
+    # 5: per-model options and settling at a reported cost. A job keeps the options it is sent
+    # with (its seed is shown so a member can make the same video again); the limits it was
+    # reserved under, after overrides (`spend_limits`, JSON), so a job whose service reports what
+    # it actually cost is settled at that cost within them; the reported cost, and what of it
+    # was over those limits and not charged. The ledger gains two entry kinds for the
+    # difference (SQLite cannot alter a CHECK, so the table is rebuilt, entries and ids kept).
+    (
+        "ALTER TABLE jobs ADD COLUMN negative_prompt TEXT",
+        "ALTER TABLE jobs ADD COLUMN seed INTEGER CHECK (seed IS NULL OR seed >= 0)",
+        "ALTER TABLE jobs ADD COLUMN audio INTEGER CHECK (audio IS NULL OR audio IN (0, 1))",
+        "ALTER TABLE jobs ADD COLUMN spend_limits TEXT",
+        """
+        ALTER TABLE jobs ADD COLUMN reported_cost_micros INTEGER
+            CHECK (reported_cost_micros IS NULL OR reported_cost_micros >= 0)
+        """,
+        """
+        ALTER TABLE jobs ADD COLUMN uncharged_micros INTEGER NOT NULL DEFAULT 0
+            CHECK (uncharged_micros >= 0)
+        """,
+        """
+        CREATE TABLE ledger_new (
+            id            INTEGER PRIMARY KEY,
+            at            REAL    NOT NULL,
+            charged_at    REAL    NOT NULL,
+            job_id        INTEGER NOT NULL REFERENCES jobs (id),
+            user_id       INTEGER NOT NULL,
+            guild_id      INTEGER,
+            account       TEXT    NOT NULL CHECK (account IN ('held', 'spent')),
+            amount_micros INTEGER NOT NULL,
+            reason        TEXT    NOT NULL CHECK (reason IN
+                          ('reserve', 'refund', 'settle', 'adjust_down', 'adjust_up')),
+            -- Each reason moves money one way only, so a sign bug cannot mint budget.
+            -- adjust_down / adjust_up bring a settled job's spending to its reported cost.
+            CHECK (
+                (reason = 'reserve' AND account = 'held' AND amount_micros >= 0)
+                OR (reason = 'refund' AND account = 'held' AND amount_micros <= 0)
+                OR (reason = 'settle' AND account = 'held' AND amount_micros <= 0)
+                OR (reason = 'settle' AND account = 'spent' AND amount_micros >= 0)
+                OR (reason = 'adjust_down' AND account = 'spent' AND amount_micros <= 0)
+                OR (reason = 'adjust_up' AND account = 'spent' AND amount_micros >= 0)
+            )
+        )
+        """,
+        "INSERT INTO ledger_new SELECT * FROM ledger",
+        # Dropping a table fires none of its triggers; its indexes and triggers go with it.
+        "DROP TABLE ledger",
+        "ALTER TABLE ledger_new RENAME TO ledger",
+        "CREATE INDEX ledger_job ON ledger (job_id)",
+        "CREATE INDEX ledger_user ON ledger (user_id, charged_at)",
+        "CREATE INDEX ledger_guild ON ledger (guild_id, charged_at)",
+        "CREATE INDEX ledger_charged ON ledger (charged_at)",
+        """
+        CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END
+        """,
+        """
+        CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END
+        """,
     ),
 )
 
@@ -186,11 +283,11 @@ def create_private_file(path: Path) -> None:
     """Create the database file owner-only before SQLite does (it would honour only the umask),
     and tighten an existing one: it holds interaction tokens, which are credentials. SQLite gives
     the -wal and -shm files the main file's permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
+        # Whatever the umask took off, or whatever mode an older file had.
+        os.fchmod(fd, PRIVATE_FILE)
     finally:
         os.close(fd)
 

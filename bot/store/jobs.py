@@ -70,7 +70,14 @@ async def require(conn: aiosqlite.Connection, job_id: int) -> Job:
     return job
 
 
-async def insert_job(conn: aiosqlite.Connection, new: NewJob, state: JobState, now: float) -> Job:
+async def insert_job(
+    conn: aiosqlite.Connection,
+    new: NewJob,
+    state: JobState,
+    now: float,
+    *,
+    spend_limits: str | None = None,
+) -> Job:
     if state not in ("creating", "queued_local"):
         raise ValueError(f"a new job starts as creating or queued_local, not {state}")
     if new.source_job_id is not None:
@@ -82,8 +89,9 @@ async def insert_job(conn: aiosqlite.Connection, new: NewJob, state: JobState, n
         INSERT INTO jobs (
             kind, source_job_id, user_id, guild_id, channel_id, interaction_id,
             interaction_token, token_expires_at, application_id, prompt, model, seconds, size,
-            has_reference, cost_micros, upload_limit, deadline_at, state, created_at, updated_at
-        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            has_reference, cost_micros, upload_limit, deadline_at, state, created_at, updated_at,
+            negative_prompt, seed, audio, spend_limits
+        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         (
             new.kind,
@@ -106,6 +114,10 @@ async def insert_job(conn: aiosqlite.Connection, new: NewJob, state: JobState, n
             state,
             now,
             now,
+            new.negative_prompt,
+            new.seed,
+            None if new.audio is None else int(new.audio),
+            spend_limits,
         ),
     )
     return await require(conn, job_id)
@@ -156,6 +168,20 @@ async def mark_create_attempted(
     return changed == 1
 
 
+async def mark_create_answered(conn: aiosqlite.Connection, job_id: int, now: float) -> bool:
+    """The service accepted the job's send (a 2xx) with an answer that could not be used: it
+    made a job, so the send is never repeated (see retry_create)."""
+    changed = await execute(
+        conn,
+        """
+        UPDATE jobs SET create_answered = 1, updated_at = ?
+        WHERE id = ? AND state = 'creating' AND create_attempted_at IS NOT NULL
+        """,
+        (now, job_id),
+    )
+    return changed == 1
+
+
 async def retry_create(
     conn: aiosqlite.Connection, job_id: int, attempted_at: float, max_sends: int, now: float
 ) -> bool:
@@ -167,7 +193,7 @@ async def retry_create(
         conn,
         """
         UPDATE jobs SET create_attempted_at = NULL, updated_at = ?
-        WHERE id = ? AND state = 'creating' AND api_video_id IS NULL
+        WHERE id = ? AND state = 'creating' AND api_video_id IS NULL AND create_answered = 0
               AND create_attempted_at = ? AND create_attempts < ?
         """,
         (now, job_id, attempted_at, max_sends),
@@ -254,6 +280,8 @@ async def mark_succeeded(
     completed_at: float,
     expires_at: float | None,
     now: float,
+    *,
+    reported_cost_micros: int | None = None,
 ) -> Job | None:
     job = await require(conn, job_id)
     if job.state == "succeeded":
@@ -264,10 +292,10 @@ async def mark_succeeded(
         conn,
         """
         UPDATE jobs SET state = 'succeeded', api_status = ?, progress = 100, completed_at = ?,
-            expires_at = ?, updated_at = ?
+            expires_at = ?, reported_cost_micros = ?, updated_at = ?
         WHERE id = ? AND state = 'running'
         """,
-        (COMPLETED_STATUS, completed_at, expires_at, now, job_id),
+        (COMPLETED_STATUS, completed_at, expires_at, reported_cost_micros, now, job_id),
     )
     _lost_race(job, changed, "succeeded")
     return await require(conn, job_id)
@@ -428,6 +456,19 @@ async def finish_delivery(
     if changed != 1:
         raise InvalidTransition(job_id, job.delivery_state, "done", "changed concurrently")
     return await require(conn, job_id)
+
+
+async def record_charge(
+    conn: aiosqlite.Connection, job_id: int, charged: int, uncharged: int, now: float
+) -> None:
+    """A delivered job settled at its reported cost: `cost_micros` becomes what was charged,
+    `uncharged_micros` what of the reported cost was over the member's limits."""
+    await _update_existing(
+        conn,
+        job_id,
+        "UPDATE jobs SET cost_micros = ?, uncharged_micros = ?, updated_at = ? WHERE id = ?",
+        (charged, uncharged, now, job_id),
+    )
 
 
 # ---------------------------------------------------------------------- queries

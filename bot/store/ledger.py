@@ -1,6 +1,8 @@
 """The money ledger: append-only entries in two accounts, 'held' and 'spent'.
 
 reserve: held +X.  refund: held -X.  settle: held -X and spent +X.
+adjust_down: spent -D, adjust_up: spent +D, right after a settle, when the service reported what
+the job actually cost (see `adjust`).
 A job's open hold is the sum of its held entries; refund and settle move only what is still
 held, so repeating either (a retry after a crash) changes nothing. Usage for quotas is
 held + spent.
@@ -82,6 +84,37 @@ async def settle(conn: aiosqlite.Connection, job: Job, at: float) -> int:
         await _append(conn, job, at=at, account="held", amount=-hold, reason="settle")
         await _append(conn, job, at=at, account="spent", amount=hold, reason="settle")
     return max(hold, 0)
+
+
+async def spent_of(conn: aiosqlite.Connection, job_id: int) -> int:
+    value = await fetch_value(
+        conn,
+        "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE job_id = ? AND account = 'spent'",
+        (job_id,),
+    )
+    return int(value)
+
+
+async def adjust(
+    conn: aiosqlite.Connection, job: Job, actual: int, headroom: int | None, at: float
+) -> tuple[int, int]:
+    """Bring a settled job's spending to `actual`, the cost its service reported: the
+    difference back when lower (never below zero: `actual` is not negative), charged when higher
+    but only up to `headroom` (None: no limit applies). Returns (what the job has now cost the
+    member, what of `actual` was not charged)."""
+    if actual < 0:
+        raise ValueError("a reported cost is not negative")
+    spent = await spent_of(conn, job.id)
+    if actual < spent:
+        await _append(
+            conn, job, at=at, account="spent", amount=actual - spent, reason="adjust_down"
+        )
+        return actual, 0
+    extra = actual - spent
+    allowed = extra if headroom is None else min(extra, max(headroom, 0))
+    if allowed > 0:
+        await _append(conn, job, at=at, account="spent", amount=allowed, reason="adjust_up")
+    return spent + allowed, extra - allowed
 
 
 _USAGE = "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE charged_at >= ?"

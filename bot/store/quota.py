@@ -13,12 +13,17 @@ the requesting user or any of the roles the caller says the user has:
 - The limit names 'active_jobs' and 'cooldown' can be overridden with `exempt` only.
 - Never for a 'bot'-scope limit (the owner's bot-wide ceiling is not a guild's to lift), nor for
   a request from a DM (overrides are per guild).
+
+Overrides are a guild's, set by its admins, so they apply within the owner's `Ceilings`: a
+stored budget above the ceiling (say, from before there were ceilings) counts as the ceiling,
+and where the owner does not allow exemptions a stored exemption counts as the most generous
+value an admin may give (the budget ceiling, the active-job ceiling, the cooldown floor).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import aiosqlite
 
@@ -31,12 +36,35 @@ COOLDOWN_LIMIT = "cooldown"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Ceilings:
+    """The most a guild's admins may give (the owner's settings); None: no ceiling."""
+
+    # Per spend limit name: the highest budget an override may set.
+    spend: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    max_active: int | None = None
+    min_cooldown: float | None = None
+    may_exempt: bool = True
+
+    def cap(self, name: str, micros: int | None) -> int | None:
+        """An override's budget as it may apply (None stays None: the default ceiling)."""
+        ceiling = self.spend.get(name)
+        if micros is None or ceiling is None:
+            return micros
+        return min(micros, ceiling)
+
+
+NO_CEILINGS = Ceilings()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Applied:
     """What overrides make of one named limit for one request."""
 
     exempt: bool = False
     # The ceilings of the chosen overrides; None stands for the default ceiling.
     ceilings: tuple[int | None, ...] = ()
+    # An exemption the owner does not allow: as generous as an admin may be, and no more.
+    capped_exemption: bool = False
 
     def ceiling(self, default: int) -> int:
         if not self.ceilings:
@@ -47,17 +75,26 @@ class Applied:
 class Overrides:
     """The overrides that match one request (user or role, guild), by limit name."""
 
-    def __init__(self, found: Sequence[QuotaOverride], user_id: int) -> None:
+    def __init__(
+        self, found: Sequence[QuotaOverride], user_id: int, ceilings: Ceilings = NO_CEILINGS
+    ) -> None:
         self._by_name: dict[str, Applied] = {}
         for name in {o.limit_name for o in found}:
             mine = [o for o in found if o.limit_name == name]
             user = [o for o in mine if o.target_kind == "user" and o.target_id == user_id]
             chosen = user or [o for o in mine if o.target_kind == "role"]
-            if chosen:
-                self._by_name[name] = Applied(
-                    exempt=any(o.exempt for o in chosen),
-                    ceilings=tuple(o.max_micros for o in chosen),
-                )
+            if not chosen:
+                continue
+            exempt = any(o.exempt for o in chosen)
+            capped = exempt and not ceilings.may_exempt
+            budgets = [
+                ceilings.spend.get(name, o.max_micros) if o.exempt else o.max_micros for o in chosen
+            ]
+            self._by_name[name] = Applied(
+                exempt=exempt and not capped,
+                ceilings=tuple(ceilings.cap(name, b) for b in budgets),
+                capped_exemption=capped,
+            )
 
     def for_limit(self, name: str) -> Applied:
         return self._by_name.get(name, Applied())
@@ -67,7 +104,10 @@ NO_OVERRIDES = Overrides((), 0)
 
 
 async def load_overrides(
-    conn: aiosqlite.Connection, new: NewJob, role_ids: Collection[int]
+    conn: aiosqlite.Connection,
+    new: NewJob,
+    role_ids: Collection[int],
+    ceilings: Ceilings = NO_CEILINGS,
 ) -> Overrides:
     if new.guild_id is None:
         return NO_OVERRIDES
@@ -78,7 +118,31 @@ async def load_overrides(
         if (o.target_kind == "user" and o.target_id == new.user_id)
         or (o.target_kind == "role" and o.target_id in roles)
     ]
-    return Overrides(found, new.user_id)
+    return Overrides(found, new.user_id, ceilings)
+
+
+def apply_exemptions(
+    overrides: Overrides,
+    ceilings: Ceilings,
+    max_active_per_user: int | None,
+    cooldown_seconds: float | None,
+) -> tuple[int | None, float | None]:
+    """The active-job cap and cooldown after the overrides' exemptions (within ceilings)."""
+    active = overrides.for_limit(ACTIVE_JOBS_LIMIT)
+    if active.exempt:
+        max_active_per_user = None
+    elif active.capped_exemption and max_active_per_user is not None:
+        if ceilings.max_active is None:
+            max_active_per_user = None
+        else:
+            max_active_per_user = max(max_active_per_user, ceilings.max_active)
+    cooldown = overrides.for_limit(COOLDOWN_LIMIT)
+    if cooldown.exempt:
+        cooldown_seconds = None
+    elif cooldown.capped_exemption and cooldown_seconds is not None:
+        floor = ceilings.min_cooldown or 0.0
+        cooldown_seconds = min(cooldown_seconds, floor) or None
+    return max_active_per_user, cooldown_seconds
 
 
 def _guild_filter(limit: SpendLimit, new: NewJob) -> int | AnyGuild | None:
@@ -137,10 +201,14 @@ async def check_request(
     cooldown_seconds: float | None,
     now: float,
     role_ids: Collection[int] = (),
+    ceilings: Ceilings = NO_CEILINGS,
 ) -> Refusal | None:
     """The first reason to refuse, most lasting first (a spend limit outlives a busy slot,
     which outlives a cooldown), so the user is not told to wait for nothing."""
-    overrides = await load_overrides(conn, new, role_ids)
+    overrides = await load_overrides(conn, new, role_ids, ceilings)
+    max_active_per_user, cooldown_seconds = apply_exemptions(
+        overrides, ceilings, max_active_per_user, cooldown_seconds
+    )
     for default in limits:
         limit = with_overrides(default, overrides)
         if limit is None:
@@ -148,10 +216,6 @@ async def check_request(
         refusal = await spend_refusal(conn, new, cost_micros, limit)
         if refusal is not None:
             return refusal
-    if overrides.for_limit(ACTIVE_JOBS_LIMIT).exempt:
-        max_active_per_user = None
-    if overrides.for_limit(COOLDOWN_LIMIT).exempt:
-        cooldown_seconds = None
     if max_active_per_user is not None:
         active = await jobs.count_active(conn, new.user_id)
         if active >= max_active_per_user:

@@ -11,7 +11,8 @@ JobKind = Literal["create", "remix", "edit", "extend"]
 JobState = Literal["creating", "queued_local", "running", "succeeded", "failed"]
 DeliveryState = Literal["pending", "claimed", "done"]
 Account = Literal["held", "spent"]
-LedgerReason = Literal["reserve", "refund", "settle"]
+# adjust_down / adjust_up: a settled job's spending brought to the cost its service reported.
+LedgerReason = Literal["reserve", "refund", "settle", "adjust_down", "adjust_up"]
 LimitScope = Literal["user", "guild", "bot"]
 TargetKind = Literal["user", "role"]
 RefusalKind = Literal["spend", "active", "cooldown"]
@@ -64,6 +65,10 @@ class NewJob(BaseModel):
     deadline_at: float | None = None
     # The channel's upload limit at request time, so delivery can fit the file without Discord.
     upload_limit: int | None = None
+    # Per-model options, as sent (None: not sent; see Catalog.resolve).
+    negative_prompt: str | None = None
+    seed: int | None = Field(default=None, ge=0)
+    audio: bool | None = None
 
 
 class Job(BaseModel):
@@ -111,6 +116,20 @@ class Job(BaseModel):
     create_attempts: int = 0
     # A failed delivery is not tried again before this time.
     delivery_retry_at: float | None = None
+    # The service accepted a send but its answer could not be used: never sent again.
+    create_answered: bool = False
+    # Per-model options, as sent (None: not sent).
+    negative_prompt: str | None = None
+    seed: int | None = None
+    audio: bool | None = None
+    # The spend limits the job was reserved under (JSON, see Store.reserve_job): a reported
+    # cost above the reservation is charged only within them.
+    spend_limits: str | None = Field(default=None, repr=False)
+    # What the service reported the finished job cost (micro-dollars), when it did; the
+    # delivery settles at it (`cost_micros` then shows what was charged).
+    reported_cost_micros: int | None = None
+    # The part of a reported cost over the member's limits, not charged.
+    uncharged_micros: int = 0
 
     @property
     def active(self) -> bool:

@@ -9,12 +9,19 @@ while the job runs and after it succeeds, and is captured into 'spent' when the 
 delivered (finish_delivery), or released when the job fails or its video expires before
 delivery. Quota usage is held + spent, so a hold counts against limits from the moment of the
 request. Each step moves only what is still held, so repeating any of them charges nothing more.
+
+Where the service reports what a finished job actually cost, the delivery settles at that cost
+instead, in the same transaction: the difference back to the member when it is lower, charged
+when higher but only within the limits the job was reserved under (what does not fit is
+recorded on the job, not charged). Those limits are kept with the job when it is reserved.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
@@ -24,10 +31,10 @@ import aiosqlite
 from pydantic import JsonValue
 
 from bot.redact import redact
+from bot.store import audit, jobs, kv, ledger, quota
 from bot.store import intake as intake_sql
-from bot.store import jobs, kv, ledger, quota
 from bot.store.db import Database, Synchronous, connect, migrate
-from bot.store.ledger import ANY_GUILD
+from bot.store.ledger import ANY_GUILD, AnyGuild
 from bot.store.records import (
     Account,
     Intake,
@@ -51,6 +58,8 @@ MESSAGE_LIMIT = 300
 def _status(value: str) -> str:
     return redact(value, STATUS_LIMIT)
 
+
+log = logging.getLogger(__name__)
 
 EXPIRED_MESSAGE = (
     "The video was finished but expired before it could be fetched. Nothing was charged."
@@ -126,6 +135,7 @@ class Store:
         max_active_per_user: int | None = None,
         cooldown_seconds: float | None = None,
         role_ids: Collection[int] = (),
+        ceilings: quota.Ceilings = quota.NO_CEILINGS,
         now: float | None = None,
     ) -> Job | Refusal:
         """Check every limit, the user's active-job cap and cooldown, and if all pass record the
@@ -133,7 +143,8 @@ class Store:
         concurrent requests (in this process or another) cannot both fit the last slot.
 
         The guild's quota overrides for the user and for `role_ids` (the user's roles there)
-        are applied in the same transaction; see quota.py for how they combine."""
+        are applied in the same transaction, within the owner's `ceilings`; see quota.py for
+        how they combine."""
         if cost_micros != new.cost_micros:
             raise ValueError(f"cost {cost_micros} differs from the job's {new.cost_micros}")
         at = self.clock() if now is None else now
@@ -147,12 +158,43 @@ class Store:
                 cooldown_seconds=cooldown_seconds,
                 now=at,
                 role_ids=role_ids,
+                ceilings=ceilings,
             )
             if refusal is not None:
                 return refusal
-            job = await jobs.insert_job(conn, new, "creating", at)
+            overrides = await quota.load_overrides(conn, new, role_ids)
+            kept = _spend_limits(new, limits, overrides)
+            job = await jobs.insert_job(conn, new, "creating", at, spend_limits=kept)
             await ledger.reserve(conn, job, at)
         return job
+
+    async def check_job(
+        self,
+        new: NewJob,
+        cost_micros: int,
+        limits: Sequence[SpendLimit] = (),
+        *,
+        max_active_per_user: int | None = None,
+        cooldown_seconds: float | None = None,
+        role_ids: Collection[int] = (),
+        ceilings: quota.Ceilings = quota.NO_CEILINGS,
+        now: float | None = None,
+    ) -> Refusal | None:
+        """The refusal `reserve_job` would give now, reading only (no job, no hold): an early
+        answer, not a promise; `reserve_job` decides."""
+        at = self.clock() if now is None else now
+        async with self._read() as conn:
+            return await quota.check_request(
+                conn,
+                new,
+                cost_micros,
+                limits,
+                max_active_per_user=max_active_per_user,
+                cooldown_seconds=cooldown_seconds,
+                now=at,
+                role_ids=role_ids,
+                ceilings=ceilings,
+            )
 
     # ------------------------------------------------------------------ transitions
 
@@ -164,6 +206,11 @@ class Store:
     async def mark_create_attempted(self, job_id: int, at: float) -> bool:
         async with self.transaction() as conn:
             return await jobs.mark_create_attempted(conn, job_id, at, self.clock())
+
+    async def mark_create_answered(self, job_id: int) -> bool:
+        """The service accepted the send with an answer the bot could not use: never resent."""
+        async with self.transaction() as conn:
+            return await jobs.mark_create_answered(conn, job_id, self.clock())
 
     async def retry_create(self, job_id: int, attempted_at: float, max_sends: int) -> bool:
         """A send proven not to have started a job may be sent again (see jobs.py); whether it
@@ -193,11 +240,27 @@ class Store:
             )
 
     async def mark_succeeded(
-        self, job_id: int, completed_at: float, expires_at: float | None
+        self,
+        job_id: int,
+        completed_at: float,
+        expires_at: float | None,
+        *,
+        reported_cost_micros: int | None = None,
     ) -> Job | None:
-        """running -> succeeded; the job, or None if it already was (nothing to announce)."""
+        """running -> succeeded; the job, or None if it already was (nothing to announce).
+        `reported_cost_micros`: what the service says the job cost, when it says (the delivery
+        settles at it)."""
+        if reported_cost_micros is not None and reported_cost_micros < 0:
+            raise ValueError("a reported cost is not negative")
         async with self.transaction() as conn:
-            return await jobs.mark_succeeded(conn, job_id, completed_at, expires_at, self.clock())
+            return await jobs.mark_succeeded(
+                conn,
+                job_id,
+                completed_at,
+                expires_at,
+                self.clock(),
+                reported_cost_micros=reported_cost_micros,
+            )
 
     async def mark_failed(self, job_id: int, code: str, message: str | None) -> Job | None:
         """-> failed and refund the open hold, together; the job, or None if it already had
@@ -274,9 +337,28 @@ class Store:
             job = done or await jobs.require(conn, job_id)
             if job.state == "succeeded":
                 await ledger.settle(conn, job, now)
+                if done is not None and job.reported_cost_micros is not None:
+                    # Only on the delivery that settles it: a repeat changes nothing.
+                    done = await self._settle_at_reported(conn, job, job.reported_cost_micros, now)
             else:
                 await ledger.refund(conn, job, now)
             return done
+
+    async def _settle_at_reported(
+        self, conn: aiosqlite.Connection, job: Job, reported: int, now: float
+    ) -> Job:
+        headroom = await _headroom(conn, job)
+        charged, uncharged = await ledger.adjust(conn, job, reported, headroom, now)
+        await jobs.record_charge(conn, job.id, charged, uncharged, now)
+        if uncharged:
+            log.warning(
+                "job %s: the service reported %s micro-dollars; %s over the member's limits "
+                "was not charged",
+                job.id,
+                reported,
+                uncharged,
+            )
+        return await jobs.require(conn, job.id)
 
     # ------------------------------------------------------------------ job queries
 
@@ -475,3 +557,87 @@ class Store:
         async with self.transaction() as conn:
             await intake_sql.drop_recorded(conn)
             return await intake_sql.unrecorded(conn)
+
+    # ------------------------------------------------------------------ audited changes
+    # Limit changes by server admins and owners: each is written with its audit entry in one
+    # transaction (see audit.py), so the audit holds exactly the changes that happened.
+
+    async def audited_change(
+        self,
+        draft: audit.AuditDraft,
+        change: audit.Change,
+        *,
+        refused: bool = False,
+        reason: str | None = None,
+    ) -> audit.AuditEntry:
+        """Apply `change` and record it, with the touched items before and after; a `refused`
+        attempt is recorded (after = what was asked for) and changes nothing."""
+        async with self.transaction() as conn:
+            before = await audit.snapshot(conn, change)
+            if refused:
+                after = change.requested()
+            else:
+                await audit.apply(conn, change)
+                after = await audit.snapshot(conn, change)
+            return await audit.insert_entry(
+                conn, draft, self.clock(), before, after, refused=refused, reason=reason
+            )
+
+    async def audit_entries(
+        self, guild_id: int | None, limit: int, offset: int = 0
+    ) -> list[audit.AuditEntry]:
+        """A guild's audit (None: the bot-wide changes), newest first, `limit` from `offset`."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must not be negative")
+        async with self._read() as conn:
+            return await audit.entries(conn, guild_id, limit, offset)
+
+    async def count_audit(self, guild_id: int | None) -> int:
+        async with self._read() as conn:
+            return await audit.count(conn, guild_id)
+
+
+def _spend_limits(new: NewJob, limits: Sequence[SpendLimit], overrides: quota.Overrides) -> str:
+    """The spend limits a reservation was checked against, as they applied to it (overrides
+    applied, exempt ones and other guilds' left out), as JSON kept with the job."""
+    kept: list[dict[str, object]] = []
+    for default in limits:
+        if not quota.applies(default, new):
+            continue
+        limit = quota.with_overrides(default, overrides)
+        if limit is None:
+            continue
+        if limit.scope == "guild":
+            guild: int | str | None = limit.guild_id if limit.guild_id is not None else new.guild_id
+        else:
+            guild = "any" if limit.guild_id is None else limit.guild_id
+        kept.append(
+            {
+                "name": limit.name,
+                "since": limit.since,
+                "max": limit.max_micros,
+                "user": limit.scope == "user",
+                "guild": guild,
+            }
+        )
+    return json.dumps(kept)
+
+
+async def _headroom(conn: aiosqlite.Connection, job: Job) -> int | None:
+    """What the limits the job was reserved under still allow (its own charges counted), or
+    None when none applies (a job recorded without a quota check)."""
+    if job.spend_limits is None:
+        return None
+    room: int | None = None
+    for limit in json.loads(job.spend_limits):
+        raw = limit["guild"]
+        guild: int | AnyGuild | None = ANY_GUILD if raw == "any" else raw
+        used = await ledger.usage(
+            conn,
+            since=float(limit["since"]),
+            user_id=job.user_id if limit["user"] else None,
+            guild_id=guild,
+        )
+        left = int(limit["max"]) - used
+        room = left if room is None else min(room, left)
+    return room

@@ -1,0 +1,218 @@
+"""SQL for the audit of limit changes (table `audit`, migration 4): who changed what, where,
+when, from what to what, and the attempts that were refused.
+
+A change is described as a set of named items (a guild setting, a member's or role's override
+of one limit, a bot-wide meta value). `apply` snapshots them, writes the change and snapshots
+them again, and `insert` records both snapshots: all inside the caller's transaction, so an
+entry exists exactly when its change does. A refused attempt writes nothing but its entry, whose
+"after" is what was asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Literal
+
+import aiosqlite
+from pydantic import JsonValue
+
+from bot.store import kv
+from bot.store.db import fetch_all, fetch_value, insert
+from bot.store.records import QuotaOverride, TargetKind
+
+ActorKind = Literal["admin", "owner"]
+
+# Bounds on what one entry keeps: items are few (a handful of settings), text is short.
+TARGET_LIMIT = 64
+REASON_LIMIT = 600
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OverrideKey:
+    target_kind: TargetKind
+    target_id: int
+    limit_name: str
+
+    @property
+    def item(self) -> str:
+        return f"override:{self.target_kind}:{self.target_id}:{self.limit_name}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """What one command changes. `settings` are the guild's keys (None deletes); `overrides`
+    the guild's member and role overrides (None deletes); `meta` bot-wide values."""
+
+    guild_id: int | None = None
+    settings: Mapping[str, JsonValue] = dataclasses.field(default_factory=dict)
+    overrides: Mapping[OverrideKey, QuotaOverride | None] = dataclasses.field(default_factory=dict)
+    meta: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def requested(self) -> dict[str, JsonValue]:
+        """The items as the change would leave them (a refused attempt's "after")."""
+        after: dict[str, JsonValue] = {f"setting:{k}": v for k, v in self.settings.items()}
+        after.update({key.item: _override_json(o) for key, o in self.overrides.items()})
+        after.update({f"meta:{k}": v for k, v in self.meta.items()})
+        return after
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditDraft:
+    """An entry before it is written: who asks, what kind of change, about whom."""
+
+    guild_id: int | None
+    actor_id: int
+    actor_kind: ActorKind
+    action: str
+    target: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    guild_id: int | None
+    actor_id: int
+    actor_kind: ActorKind
+    action: str
+    target: str | None
+    before: dict[str, JsonValue]
+    after: dict[str, JsonValue]
+    refused: bool
+    reason: str | None
+
+
+def _override_json(override: QuotaOverride | None) -> JsonValue:
+    if override is None:
+        return None
+    return {"max_micros": override.max_micros, "exempt": override.exempt}
+
+
+async def snapshot(conn: aiosqlite.Connection, change: Change) -> dict[str, JsonValue]:
+    """The current value of every item the change touches (None: unset)."""
+    values: dict[str, JsonValue] = {}
+    if change.settings:
+        assert change.guild_id is not None
+        stored = await kv.all_guild_settings(conn, change.guild_id)
+        values.update({f"setting:{k}": stored.get(k) for k in change.settings})
+    for key in change.overrides:
+        assert change.guild_id is not None
+        current = await kv.get_quota_override(
+            conn, change.guild_id, key.target_kind, key.target_id, key.limit_name
+        )
+        values[key.item] = _override_json(current)
+    for name in change.meta:
+        values[f"meta:{name}"] = await kv.get_meta(conn, name)
+    return values
+
+
+async def apply(conn: aiosqlite.Connection, change: Change) -> None:
+    for name, value in change.settings.items():
+        assert change.guild_id is not None
+        if value is None:
+            await kv.delete_guild_setting(conn, change.guild_id, name)
+        else:
+            await kv.set_guild_setting(conn, change.guild_id, name, value)
+    for key, override in change.overrides.items():
+        assert change.guild_id is not None
+        if override is None:
+            await kv.delete_quota_override(
+                conn, change.guild_id, key.target_kind, key.target_id, key.limit_name
+            )
+        else:
+            await kv.set_quota_override(conn, override)
+    for name, text in change.meta.items():
+        await kv.set_meta(conn, name, text)
+
+
+def _dump(value: Mapping[str, JsonValue]) -> str:
+    return json.dumps(value, allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
+async def insert_entry(
+    conn: aiosqlite.Connection,
+    draft: AuditDraft,
+    at: float,
+    before: Mapping[str, JsonValue],
+    after: Mapping[str, JsonValue],
+    *,
+    refused: bool,
+    reason: str | None,
+) -> AuditEntry:
+    target = None if draft.target is None else draft.target[:TARGET_LIMIT]
+    reason = None if reason is None else reason[:REASON_LIMIT]
+    entry_id = await insert(
+        conn,
+        """
+        INSERT INTO audit (at, guild_id, actor_id, actor_kind, action, target,
+                           before_json, after_json, refused, reason)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        (
+            at,
+            draft.guild_id,
+            draft.actor_id,
+            draft.actor_kind,
+            draft.action,
+            target,
+            _dump(before),
+            _dump(after),
+            int(refused),
+            reason,
+        ),
+    )
+    return AuditEntry(
+        id=entry_id,
+        at=at,
+        guild_id=draft.guild_id,
+        actor_id=draft.actor_id,
+        actor_kind=draft.actor_kind,
+        action=draft.action,
+        target=target,
+        before=dict(before),
+        after=dict(after),
+        refused=refused,
+        reason=reason,
+    )
+
+
+def _load(text: str) -> dict[str, JsonValue]:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _entry(row: aiosqlite.Row) -> AuditEntry:
+    kind: ActorKind = "owner" if row["actor_kind"] == "owner" else "admin"
+    return AuditEntry(
+        id=int(row["id"]),
+        at=float(row["at"]),
+        guild_id=None if row["guild_id"] is None else int(row["guild_id"]),
+        actor_id=int(row["actor_id"]),
+        actor_kind=kind,
+        action=str(row["action"]),
+        target=None if row["target"] is None else str(row["target"]),
+        before=_load(row["before_json"]),
+        after=_load(row["after_json"]),
+        refused=bool(row["refused"]),
+        reason=None if row["reason"] is None else str(row["reason"]),
+    )
+
+
+async def entries(
+    conn: aiosqlite.Connection, guild_id: int | None, limit: int, offset: int
+) -> list[AuditEntry]:
+    """A guild's entries (None: the bot-wide ones), newest first."""
+    rows = await fetch_all(
+        conn,
+        "SELECT * FROM audit WHERE guild_id IS ? ORDER BY id DESC LIMIT ? OFFSET ?",
+        (guild_id, limit, offset),
+    )
+    return [_entry(r) for r in rows]
+
+
+async def count(conn: aiosqlite.Connection, guild_id: int | None) -> int:
+    return int(
+        await fetch_value(conn, "SELECT COUNT(*) FROM audit WHERE guild_id IS ?", (guild_id,))
+    )

@@ -1,0 +1,124 @@
+"""Abuse and secrets, end to end: cheap refusals before any download, owner-only files, a
+cooldown on showing videos again."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.e2e import World, video_attachment, world
+from tests.fakediscord import FakeDiscord, Upload
+from tests.fakediscord.state import Interaction, Message
+
+
+@pytest.fixture
+async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, users=2) as env:
+        yield env
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The usual default, under which files would be readable by every local user."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
+def cdn_reads(w: World) -> int:
+    return sum(1 for r in w.fake.rest.log if r.route.startswith("CDN"))
+
+
+def finished(interaction: Interaction) -> Message | None:
+    original = interaction.original
+    return original if original is not None and video_attachment(original) else None
+
+
+async def refusal(w: World, interaction: Interaction) -> str:
+    def private() -> Message | None:
+        found = [m for m in (interaction.original, *interaction.followups) if m is not None]
+        return next((m for m in found if m.ephemeral and m.embed), None)
+
+    message: Message = await w.wait_for(private)
+    return str(message.embed)
+
+
+def modes(root: Path) -> dict[Path, int]:
+    return {
+        p: stat.S_IMODE(p.stat().st_mode)
+        for p in [root, *root.rglob("*")]
+        if p.exists() and not p.is_symlink()
+    }
+
+
+@pytest.mark.usefixtures("open_umask")
+async def test_every_file_the_bot_writes_is_owner_only(w: World) -> None:
+    # A reference to fit, a video, a thumbnail and a re-encode for a tight upload limit: the
+    # files are looked at when the result reaches Discord, while they all still exist.
+    seen: dict[Path, int] = {}
+
+    def look(record: object) -> None:
+        if getattr(record, "files", None):
+            seen.update(modes(w.data_dir))
+
+    w.fake.observe(look)
+    async with w.bot():
+        interaction = await w.fake.dispatch_slash(
+            "video",
+            {
+                "prompt": "a harbour at dawn",
+                "seconds": "4",
+                "size": "1280x720",
+                "reference": Upload("p.png", png(300, 200), "image/png"),
+            },
+            user=w.user,
+            channel=w.channel,
+            attachment_size_limit=60_000,
+        )
+        await w.wait_for(lambda: finished(interaction), timeout=60)
+    seen.update(modes(w.data_dir))
+    names = {p.name for p in seen}
+    assert "bot.sqlite3" in names
+    assert any(n.endswith("-fit.mp4") for n in names)  # the re-encoded video was there
+    assert any(n.endswith(".mp4") and not n.endswith("-fit.mp4") for n in names)
+    for path, mode in seen.items():
+        expected = 0o700 if path.is_dir() or mode & 0o100 else 0o600
+        assert mode == expected, (path, oct(mode))
+
+
+async def test_showing_a_video_again_has_a_per_member_cooldown(w: World) -> None:
+    async with w.bot(show_again_cooldown_seconds=3600):
+        first = await w.fake.dispatch_slash(
+            "video", {"prompt": "a paper boat"}, user=w.user, channel=w.channel
+        )
+        await w.wait_for(lambda: finished(first))
+        listing = await w.fake.dispatch_slash("videos", {}, user=w.user, channel=w.channel)
+        await w.wait_for(lambda: listing.followups or (listing.original and listing.original.embed))
+        message = listing.followups[0] if listing.followups else listing.original
+        assert message is not None
+        select = next(c for c in message.walk_components() if c.get("type") == 3)
+        (choice,) = [o["value"] for o in select["options"]]
+        downloads = len([r for r in w.sim.requests if (r.route or "").endswith("/content")])
+        again = await w.fake.dispatch_select(message, select["custom_id"], [choice], user=w.user)
+        await w.wait_for(
+            lambda: any(video_attachment(m) for m in [again.original, *again.followups] if m)
+        )
+        soon = await w.fake.dispatch_select(message, select["custom_id"], [choice], user=w.user)
+        text = await refusal(w, soon)
+    assert "You can show a video again in" in text
+    # One download for the first pick, none for the refused one.
+    assert len([r for r in w.sim.requests if (r.route or "").endswith("/content")]) == downloads + 1
