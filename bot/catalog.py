@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.api.models import parse_size
+from bot.api.models import CreateVideo, parse_size
 
 # Amounts are integer micro-dollars in the ledger so sums are exact; the catalog file uses Decimal.
 MICROS_PER_DOLLAR = 1_000_000
@@ -343,6 +343,20 @@ class Resolved:
     @property
     def model(self) -> str:
         return self.spec.id
+
+    def request(self, prompt: str, *, sound_asked: bool) -> CreateVideo:
+        """The create request for these choices. Sound on/off is sent only when the member
+        asked: the model's own default needs no field, and strict servers refuse one they do
+        not know."""
+        return CreateVideo(
+            prompt=prompt,
+            model=self.model,
+            seconds=self.seconds,
+            size=self.size,
+            negative_prompt=self.negative_prompt,
+            seed=self.seed,
+            audio=self.audio if sound_asked else None,
+        )
 
     @property
     def cost_micros(self) -> int:

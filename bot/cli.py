@@ -25,6 +25,7 @@ from bot.prompt import clean_prompt, prompt_problem
 from bot.redact import redact
 from bot.reference import ReferenceRejected, fit_reference_async
 from bot.settings import Settings
+from bot.thumbnail import make_thumbnail_async
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +77,19 @@ async def generate(args: argparse.Namespace, settings: Settings, out: TextIO = s
         # The client checks the body is a video and removes what it wrote if anything fails.
         size = await client.download(video.id, dest)
         print(f"video: {dest} ({size / 1_000_000:.1f} MB)", file=out)
+        thumb = dest.with_suffix(".webp")
+        fetched = False
         if client.caps.variants:
-            thumb = dest.with_suffix(".webp")
             try:
                 await client.download(video.id, thumb, variant="thumbnail")
+                fetched = True
             except VideoAPIError as exc:
-                raise CliError(
-                    f"the video is saved at {dest}, but its thumbnail was refused: "
-                    f"{describe_error(exc)}"
-                ) from None
+                # A gateway that drops `variant` answers with the video itself: made here
+                # instead, from the video's first frame, as the bot does.
+                print(
+                    redact(f"the service's thumbnail was refused: {describe_error(exc)}"), file=out
+                )
+        if fetched or await make_thumbnail_async(dest, thumb):
             print(f"thumbnail: {thumb}", file=out)
         return dest
 

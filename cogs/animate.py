@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import discord
 from discord import app_commands
 
-from bot.api.models import CreateVideo
 from bot.catalog import SEED_LIMIT, Catalog, NotOffered, size_label
 from bot.options import option_refusal
 from bot.prompt import clean_prompt, prompt_problem
@@ -306,16 +305,7 @@ class AnimateModal(discord.ui.Modal):
             return
         dims = picked.size
         async with acknowledged(bot, interaction):
-            request = CreateVideo(
-                prompt=text,
-                model=picked.model,
-                seconds=picked.seconds,
-                size=dims,
-                negative_prompt=picked.negative_prompt,
-                seed=picked.seed,
-                # Sound is sent only when asked for: the model's own default needs no field.
-                audio=picked.audio if extras.sound is not None else None,
-            )
+            request = picked.request(text, sound_asked=extras.sound is not None)
             if not await passes_precheck(bot, interaction, request):
                 return
             fitted = await fetch_reference(

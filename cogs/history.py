@@ -13,7 +13,7 @@ from discord import app_commands
 from bot.jobview import job_view, safe_prompt
 from bot.store import Job
 from cogs.errors import SafeView, tell
-from cogs.render import job_embed
+from cogs.render import job_embed, public_text
 
 if TYPE_CHECKING:
     from bot.app import VideoBot
@@ -37,7 +37,7 @@ def history_embed(jobs: list[Job], page: int, pages: int) -> discord.Embed:
         icon = STATE_ICONS.get(job.state, "•")
         embed.add_field(
             name=f"{icon} job {job.id} · {discord.utils.format_dt(when, 'R')}",
-            value=safe_prompt(job.prompt, 200) or "—",
+            value=public_text(safe_prompt(job.prompt, 200), 1024) or "—",
             inline=False,
         )
     embed.set_footer(text=f"page {page + 1} of {max(pages, 1)}")

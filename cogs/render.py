@@ -5,6 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.jobview import JobView
+from bot.prompt import visible_text
 from bot.store import Job
 
 COLOURS = {
@@ -19,10 +20,22 @@ DELETED_STATUS = "🗑️ Deleted by its owner: the video is gone from the video
 _KIND_WORDS = {"remix": "Remix", "edit": "Edit", "extend": "Extension"}
 
 
+def public_text(text: str, limit: int) -> str:
+    """A member's or a server's words as the bot shows them in public: no invisible or
+    direction-changing characters, and every markdown mark escaped, so a masked link shows its
+    real address and the text reads exactly as typed; at most `limit` characters."""
+    shown = discord.utils.escape_markdown(visible_text(text))
+    if len(shown) > limit:
+        shown = shown[: limit - 1].rstrip("\\") + "…"
+    return shown
+
+
 def job_embed(
     view: JobView, *, thumbnail_name: str | None = None, source: str | None = None
 ) -> discord.Embed:
-    embed = discord.Embed(title=view.title, description=view.prompt, colour=COLOURS[view.tone])
+    embed = discord.Embed(
+        title=view.title, description=public_text(view.prompt, 4096), colour=COLOURS[view.tone]
+    )
     embed.add_field(name="Model", value=view.model)
     embed.add_field(name="Length", value=f"{view.seconds} s")
     embed.add_field(name="Size", value=view.size)
@@ -33,7 +46,7 @@ def job_embed(
     status = view.status if not view.bar else f"{view.status}\n`{view.bar}`"
     embed.add_field(name=STATUS_FIELD, value=status, inline=False)
     if view.note:
-        embed.add_field(name="Note", value=view.note[:1024], inline=False)
+        embed.add_field(name="Note", value=public_text(view.note, 1024), inline=False)
     if thumbnail_name:
         embed.set_image(url=f"attachment://{thumbnail_name}")
     embed.set_footer(text=f"job {view.job_id} · {view.elapsed}")

@@ -377,16 +377,7 @@ def build_video_command(bot: VideoBot) -> app_commands.Command[Any, ..., None]:
             await refuse(interaction, str(exc))
             return
         async with acknowledged(bot, interaction):
-            request = CreateVideo(
-                prompt=text,
-                model=picked.model,
-                seconds=picked.seconds,
-                size=picked.size,
-                negative_prompt=picked.negative_prompt,
-                seed=picked.seed,
-                # Sound is sent only when asked for: the model's own default needs no field.
-                audio=picked.audio if sound is not None else None,
-            )
+            request = picked.request(text, sound_asked=sound is not None)
             fitted: ReferenceImage | None = None
             if reference is not None:
                 if not await passes_precheck(bot, interaction, request):

@@ -367,7 +367,7 @@ async def test_a_failed_job_with_an_integer_code_is_one_line(tmp_path: Path) -> 
     assert_one_line_error(code, out, err, "job v1 failed: CUDA OOM at step 3")
 
 
-async def test_an_mp4_for_a_thumbnail_is_refused_and_the_video_kept(
+async def test_an_mp4_for_a_thumbnail_is_refused_and_one_is_made_from_the_video(
     tmp_path: Path, mp4: bytes
 ) -> None:
     async with ScriptedAPI() as api:
@@ -376,10 +376,13 @@ async def test_an_mp4_for_a_thumbnail_is_refused_and_the_video_kept(
         # A gateway that drops `variant` answers every content request with the video.
         api.on("GET", "/videos/v1/content", raw(200, mp4, "video/mp4"))
         code, out, err, out_file = await generate_against(tmp_path, api)
-    assert_one_line_error(code, out, err, "thumbnail was refused")
-    # The video itself was checked and is kept; no thumbnail file exists at all.
-    assert files_in(out_file.parent) == ["fox.mp4"]
+    assert code == 0, err
+    assert "thumbnail was refused" in out
+    # The video itself was checked and is kept; the thumbnail is its first frame, made here.
+    assert files_in(out_file.parent) == ["fox.mp4", "fox.webp"]
     assert out_file.read_bytes() == mp4
+    with Image.open(out_file.with_suffix(".webp")) as thumb:
+        assert thumb.format == "WEBP"
 
 
 async def test_a_lost_create_answer_is_adopted_when_its_job_is_listed(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cogs.render import public_text
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Upload
 from tests.fakediscord.state import Interaction, Message
@@ -122,3 +123,79 @@ async def test_showing_a_video_again_has_a_per_member_cooldown(w: World) -> None
     assert "You can show a video again in" in text
     # One download for the first pick, none for the refused one.
     assert len([r for r in w.sim.requests if (r.route or "").endswith("/content")]) == downloads + 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("[free nitro](https://evil.example/x)", "\\[free nitro](https://evil.example/x)"),
+        ("read\u202eme.exe", "readme.exe"),
+        ("zero\u200bwidth", "zerowidth"),
+        ("**loud** and __underlined__", "\\*\\*loud\\*\\* and \\_\\_underlined\\_\\_"),
+        ("# not a heading", "\\# not a heading"),
+    ],
+)
+def test_public_text_is_neutral(raw: str, shown: str) -> None:
+    assert public_text(raw, 4096) == shown
+
+
+def test_public_text_keeps_its_limit_without_a_dangling_escape() -> None:
+    text = public_text("*" * 5000, 1024)
+    assert len(text) <= 1024
+    assert text.endswith("…") and not text.endswith("\\…")
+
+
+async def test_a_prompt_with_a_masked_link_is_shown_neutral_in_public(w: World) -> None:
+    async with w.bot():
+        interaction = await w.fake.dispatch_slash(
+            "video",
+            {"prompt": "a cat [click me](https://evil.example/steal) \u202eevil"},
+            user=w.user,
+            channel=w.channel,
+        )
+        message = await w.wait_for(lambda: finished(interaction))
+    description = message.embed["description"]
+    assert "\\[click me](https://evil.example/steal)" in description
+    assert "\u202e" not in description
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"quota_user_daily_dollars": "0.10"}, "budget"),  # the cheapest video costs more
+        ({"quota_cooldown_seconds": 3600}, "wait"),  # the first request starts the cooldown
+    ],
+    ids=["out-of-budget", "cooling-down"],
+)
+async def test_a_request_that_would_be_refused_never_downloads_its_reference(
+    w: World, overrides: dict[str, object], expected: str
+) -> None:
+    async with w.bot(**overrides):
+        if "quota_cooldown_seconds" in overrides:
+            first = await w.fake.dispatch_slash(
+                "video", {"prompt": "the first one"}, user=w.user, channel=w.channel
+            )
+            await w.wait_for(lambda: finished(first))
+        creates_before = len([r for r in w.sim.requests if r.method == "POST"])
+        interaction = await w.fake.dispatch_slash(
+            "video",
+            {"prompt": "a fox", "reference": Upload("p.png", png(4000, 3000), "image/png")},
+            user=w.user,
+            channel=w.channel,
+        )
+        text = await refusal(w, interaction)
+    assert expected in text.lower()
+    assert cdn_reads(w) == 0  # the image was never fetched, let alone decoded
+    assert len([r for r in w.sim.requests if r.method == "POST"]) == creates_before
+
+
+async def test_an_oversized_reference_is_refused_from_its_declared_size(w: World) -> None:
+    huge = Upload("huge.png", b"\x89PNG\r\n\x1a\n" + bytes(21 * 1024 * 1024), "image/png")
+    async with w.bot():
+        interaction = await w.fake.dispatch_slash(
+            "video", {"prompt": "a fox", "reference": huge}, user=w.user, channel=w.channel
+        )
+        text = await refusal(w, interaction)
+    assert "the limit is 20 MB" in text
+    assert cdn_reads(w) == 0
+    assert w.sim.requests == []

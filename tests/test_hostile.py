@@ -94,7 +94,7 @@ CASES: dict[str, Case] = {
     # again (the listing shows the job, unusable as it is, so it was made).
     "unsafe-id-slash": Case("failure"),
     "unsafe-id-dots": Case("failure"),
-    "thumbnail-is-mp4": Case("video", cli="video"),
+    "thumbnail-is-mp4": Case("video", cli="ok"),
     "echo-auth": Case("failure"),
     "echo-auth-401": Case("failure"),
 }
