@@ -68,6 +68,7 @@ def client_config(
         max_retries=settings.openai_max_retries,
         max_download_bytes=settings.video_max_download_mb * 1024 * 1024,
         download_timeout=settings.video_download_timeout_seconds,
+        max_poll_after=settings.video_max_poll_after_seconds,
     )
 
 

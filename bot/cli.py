@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TextIO
 
-from bot.api.client import MAX_POLL_AFTER, JobMatch, VideosClient
+from bot.api.client import JobMatch, VideosClient
 from bot.api.errors import CreateOutcomeUnknown, VideoAPIError, describe_error
 from bot.api.models import CreateVideo, Phase, ReferenceImage, Video
 from bot.backend import open_backend
@@ -193,7 +193,7 @@ async def _watch(client: VideosClient, video: Video, settings: Settings, out: Te
             )
         # The server's hint is capped by the client; the cap here guards against a stale one.
         await asyncio.sleep(
-            min(client.poll_after or settings.poll_interval_seconds, MAX_POLL_AFTER)
+            min(client.poll_after or settings.poll_interval_seconds, client.config.max_poll_after)
         )
         video = await client.retrieve(video.id)
     if live:

@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # A download larger than this (MB), or not finished within the timeout, is refused.
     video_max_download_mb: int = Field(default=500, ge=1, le=100_000)
     video_download_timeout_seconds: float = Field(default=600.0, gt=0)
+    # The longest wait between polls a server's `openai-poll-after-ms` may ask for.
+    video_max_poll_after_seconds: float = Field(default=60.0, ge=1, le=3600)
 
     # `auto` probes the server at start; `simulator` uses the built-in one whatever else is set.
     video_api_profile: ProfileSetting = "auto"

@@ -191,6 +191,8 @@ def bot_settings(proxy: HostileServer) -> dict[str, Any]:
         "job_deadline_minutes": DEADLINE_SECONDS / 60,
         "video_max_download_mb": 5,
         "video_download_timeout_seconds": 10.0,
+        # A hint asking for days is capped here: the job still ends, seconds (not a minute) later.
+        "video_max_poll_after_seconds": 3.0,
     }
 
 
@@ -329,6 +331,7 @@ def cli_settings(proxy: HostileServer) -> dict[str, str]:
         "JOB_DEADLINE_MINUTES": "0.15",
         "VIDEO_MAX_DOWNLOAD_MB": "5",
         "VIDEO_DOWNLOAD_TIMEOUT_SECONDS": "10",
+        "VIDEO_MAX_POLL_AFTER_SECONDS": "3",
     }
 
 

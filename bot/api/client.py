@@ -108,6 +108,9 @@ class ClientConfig:
     # A download larger than this, or not finished within the deadline, is refused.
     max_download_bytes: int = 500 * 1024 * 1024
     download_timeout: float = 600.0
+    # The longest wait an `openai-poll-after-ms` hint may ask for (a server asking for days
+    # would stop polling for good).
+    max_poll_after: float = MAX_POLL_AFTER
 
 
 @dataclass(frozen=True)
@@ -481,7 +484,9 @@ class VideosClient:
         answer = await self._send(
             "GET", f"/videos/{_seg(video_id)}", idempotent=True, retries=retries
         )
-        hint = parse_poll_after(answer.headers.get("openai-poll-after-ms"))
+        hint = parse_poll_after(
+            answer.headers.get("openai-poll-after-ms"), cap=self.config.max_poll_after
+        )
         if hint is not None:
             self.poll_after = hint
         return _parse(Video.model_validate, answer)
@@ -677,8 +682,8 @@ class VideosClient:
         return response.status_code, response.headers, bytes(body[:max_bytes])
 
 
-def parse_poll_after(value: str | None) -> float | None:
-    """`openai-poll-after-ms` in seconds, capped at MAX_POLL_AFTER; None when absent or not a
+def parse_poll_after(value: str | None, *, cap: float = MAX_POLL_AFTER) -> float | None:
+    """`openai-poll-after-ms` in seconds, capped at `cap`; None when absent or not a
     finite, non-negative number."""
     if not value:
         return None
@@ -688,7 +693,7 @@ def parse_poll_after(value: str | None) -> float | None:
         return None
     if not math.isfinite(ms) or ms < 0:
         return None
-    return min(ms / 1000, MAX_POLL_AFTER)
+    return min(ms / 1000, cap)
 
 
 def _seg(video_id: str) -> str:
