@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Below this many running jobs a GET each is as cheap as listing and never pages through history.
+# How long a search waits for another request's create, still on its way, to be stored.
+RACE_WAIT = 1.0
 LIST_THRESHOLD = 3
 PAGE_SIZE = 100
 # Per-job reads stop for the round after this many calls in a row found the service down with
@@ -571,6 +573,20 @@ class Tracker:
         finally:
             self._looking.discard(job_id)
 
+    async def _racing_send(self, job: Job) -> bool:
+        """Whether another job's create that the same search could find (same size and length,
+        and prompt where the server echoes it) has been sent and its answer not yet stored."""
+        for other_id in self.in_flight - {job.id}:
+            other = await self.store.get_job(other_id)
+            if (
+                other is not None
+                and other.create_attempted_at is not None
+                and (other.size, other.seconds) == (job.size, job.seconds)
+                and (not self.client.caps.echoes_prompt or other.prompt == job.prompt)
+            ):
+                return True
+        return False
+
     async def _look_for(self, job: Job, stats: RoundStats) -> float | None:
         """One search for the job an unconfirmed send may have started. Adopts it when found,
         sends again when two clean reads far enough apart show it was not created, refunds when
@@ -584,6 +600,10 @@ class Tracker:
             done = await self.store.mark_failed(job.id, "create_unconfirmed", NO_LIST_MESSAGE)
             await self._finished(done, stats)
             return None
+        if await self._racing_send(job):
+            # Another request's create like this one is still on its way: its job may be listed
+            # already while its answer is not stored, and must never be taken for this one.
+            return RACE_WAIT
         search: CreateSearch | None
         try:
             search = await self._call(

@@ -799,6 +799,54 @@ async def test_another_requests_video_is_never_taken_for_an_unconfirmed_create(
     assert api.count("POST", "/videos") == 2
 
 
+async def test_a_create_still_on_its_way_is_never_taken_for_another_unconfirmed_one(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Two members ask for the same video at once. The first create made its job, which the
+    listing already shows, but its answer is still on the way; the second create failed before
+    the service acted. The second's search must not take the first's job for its own."""
+    clock = Clock()
+    first_answer = asyncio.Event()
+    first_listed = video("v-first", created_at=int(clock.now))
+
+    async def slow_first(request: web.Request) -> web.StreamResponse:
+        await first_answer.wait()
+        return web.json_response(first_listed)
+
+    api.on(
+        "POST",
+        "/videos",
+        slow_first,
+        answer(500, "upstream hiccup"),  # the second: nothing was made
+        answer(200, video("v-second")),  # the second, sent again once shown not created
+    )
+    api.on("GET", "/videos", answer(200, listing(first_listed)))
+    client = client_for(http, api.url)
+    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    service = await _service(store, client, tracker, tmp_path, clock)
+    first = asyncio.create_task(_submit(service))
+    await asyncio.sleep(0)  # the first create leaves first
+    for _ in range(200):
+        if api.count("POST", "/videos") == 1:
+            break
+        await asyncio.sleep(0.01)
+    second = await _submit(service)
+    # While the first answer is out, the second's searches see the first's job and wait.
+    for _ in range(5):
+        await asyncio.sleep(0.05)
+    waiting = await store.get_job(second.id)
+    assert waiting is not None and waiting.api_video_id is None
+    first_answer.set()
+    first_job = await first
+    await tracker.looks.drain()
+    await tracker.poll_once()
+    await tracker.looks.drain()
+    mine, theirs = await store.get_job(first_job.id), await store.get_job(second.id)
+    assert mine is not None and mine.api_video_id == "v-first"
+    assert theirs is not None and theirs.api_video_id == "v-second"
+    assert api.count("POST", "/videos") == 3
+
+
 async def test_a_create_never_confirmed_is_sent_at_most_three_times(
     store: Store, api: ScriptedAPI, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
