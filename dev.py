@@ -5,7 +5,7 @@ a task.
     python3 dev.py run        the main job (see README)
     python3 dev.py test       lint, format check, mypy --strict and the whole test suite
     python3 dev.py bench      every benchmark, one table
-    python3 dev.py -- ARGS    `python -m bot ARGS` inside the venv
+    python3 dev.py -- ARGS    `python -m videobot ARGS` inside the venv
 
 Only the standard library is used here, because this file runs before anything is installed.
 """
@@ -82,11 +82,11 @@ def main(argv: list[str]) -> int:
     if task == "test":
         return task_test(py, rest)
     if task == "run":
-        return _run([str(py), "-m", "bot", *(rest or ["run"])])
+        return _run([str(py), "-m", "videobot", *(rest or ["run"])])
     if task == "bench":
         return _run([str(py), "-m", "benchmarks", *rest])
     if task == "--":
-        return _run([str(py), "-m", "bot", *rest])
+        return _run([str(py), "-m", "videobot", *rest])
     print(__doc__)
     return 2
 

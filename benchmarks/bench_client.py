@@ -1,9 +1,9 @@
 """Client overhead per create + poll + download cycle against the simulator, and peak RSS while
 downloading a 200 MB body.
 
-The simulator (`python -m bot sim --job-seconds 0`) runs in its own process, so the wall time and
-CPU time measured here are the client's alone; every job has the same prompt, so the simulator
-renders one clip and every cycle downloads that same small mp4.
+The simulator (`python -m videobot sim --job-seconds 0`) runs in its own process, so the wall
+time and CPU time measured here are the client's alone; every job has the same prompt, so the
+simulator renders one clip and every cycle downloads that same small mp4.
 
 Target: the download's peak RSS stays within 30 MB of the idle process.
 """
@@ -58,7 +58,8 @@ def server(content_bytes: int) -> Iterator[str]:
 
 @contextmanager
 def sim_server(cache_dir: Path, job_seconds: float = 0.0) -> Iterator[str]:
-    """`python -m bot sim` on a free loopback port, no faults, jobs done after `job_seconds` (at
+    """`python -m videobot sim` on a free loopback port, no faults, jobs done after
+    `job_seconds` (at
     once by default); its base URL."""
     # SIM_* variables would change the simulator's behaviour: the flags below say all of it.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}

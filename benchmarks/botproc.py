@@ -52,8 +52,8 @@ from discord.state import ConnectionState
 from discord.webhook.async_ import AsyncWebhookAdapter
 
 from benchmarks.common import proc_status
-from bot.app import VideoBot
 from bot.settings import Settings
+from discordbot.client import VideoBot
 
 # interaction id -> [INTERACTION_CREATE handled, callback request issued]
 STAMPS: dict[int, list[float]] = {}

@@ -138,7 +138,7 @@ async def open_backend(
         log.info(shown, settings.base_url, choice.profile, choice.reason)
     else:
         log.warning(
-            shown + "; run `python -m bot doctor` or set VIDEO_API_PROFILE",
+            shown + "; run `python -m videobot doctor` or set VIDEO_API_PROFILE",
             settings.base_url,
             choice.profile,
             choice.reason,
@@ -146,7 +146,7 @@ async def open_backend(
     if settings.has_key and config.auth_header != DEFAULT_AUTH_HEADERS[choice.profile]:
         log.warning(
             "OPENAI_AUTH_HEADER=%s, but %s servers take the key in %s; "
-            "run `python -m bot doctor` if requests are refused",
+            "run `python -m videobot doctor` if requests are refused",
             config.auth_header,
             choice.profile,
             DEFAULT_AUTH_HEADERS[choice.profile],

@@ -1,4 +1,4 @@
-"""`python -m bot generate`: the whole job without Discord, on the same client and catalog.
+"""`python -m videobot generate`: the whole job without Discord, on the same client and catalog.
 
 Whatever a server does, the terminal gets one line on stderr and a non-zero exit, never a
 traceback; a download that fails leaves no file behind (the client removes its partial file), so

@@ -1,4 +1,4 @@
-"""`python -m bot doctor`: is the video server set up so that a `/video` would work?
+"""`python -m videobot doctor`: is the video server set up so that a `/video` would work?
 
 It reads the settings, probes the server with the same cheap reads as `VIDEO_API_PROFILE=auto`
 (never a create), and prints what it found: reachable, auth accepted, the profile and what it can

@@ -24,13 +24,13 @@ from bot.api.profiles import Capabilities
 from bot.catalog import format_dollars
 from bot.store import Job
 from bot.submit import EXTEND_SECONDS, FollowUpKind, Refused
-from cogs.access import admitted
 from cogs.errors import new_reference, tell
-from cogs.render import deleted_embed, notice_embed
 from cogs.video import TOKEN_LIFETIME, acknowledged, origin_of, present_job, refuse
+from discordbot.access import admitted
+from discordbot.render import deleted_embed, notice_embed
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 log = logging.getLogger(__name__)
 

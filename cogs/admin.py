@@ -52,10 +52,10 @@ from bot.store import QuotaOverride, TargetKind
 from bot.store.audit import AuditEntry
 from bot.store.quota import NO_CEILINGS, Ceilings
 from cogs.quota import COLOUR, add_report_fields, report_summary, window_text
-from cogs.render import notice_embed
+from discordbot.render import notice_embed
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 log = logging.getLogger(__name__)
 

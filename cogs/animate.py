@@ -33,7 +33,7 @@ from cogs.video import (
 )
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 log = logging.getLogger(__name__)
 

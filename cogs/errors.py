@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from cogs.render import notice_embed
+from discordbot.render import notice_embed
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from discord import app_commands
 from bot.jobview import job_view, safe_prompt
 from bot.store import Job
 from cogs.errors import SafeView, tell
-from cogs.render import job_embed, public_text
+from discordbot.render import job_embed, public_text
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 PAGE_SIZE = 5
 STATE_ICONS = {

@@ -18,7 +18,7 @@ from bot.quota import QuotaReport, WindowUsage, discord_time
 from cogs.video import origin_of
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 COLOUR = discord.Colour.blurple()
 

@@ -29,11 +29,11 @@ from bot.prompt import clean_prompt, prompt_problem
 from bot.reference import FitMode, ReferenceRejected, check_declared_size
 from bot.store import Intake, Job
 from bot.submit import Origin, Refused
-from cogs.attachments import AttachmentUnavailable, read_capped
-from cogs.render import job_embed, notice_embed, source_line
+from discordbot.attachments import AttachmentUnavailable, read_capped
+from discordbot.render import job_embed, notice_embed, source_line
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 log = logging.getLogger(__name__)
 

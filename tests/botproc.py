@@ -1,6 +1,6 @@
 """The real bot in a child process, for tests that kill it.
 
-`python -m tests.botproc` is the production entry point (`python -m bot run`: settings from the
+`python -m tests.botproc` is the production entry point (`python -m videobot run`: settings from the
 environment, logging, `run_bot`, which builds `VideoBot(load_settings())`) with two changes made
 before it starts, both about the fake Discord rather than the bot:
 
@@ -56,8 +56,8 @@ def main() -> int:
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-    from bot.__main__ import main as bot_main
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
+    from videobot.__main__ import main as bot_main
 
     Route.BASE = os.environ[ENV_API_BASE]
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ[ENV_GATEWAY_URL])

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.app import VideoBot
 from bot.settings import Settings
 from bot.sim import SimConfig, SimServer
+from discordbot.client import VideoBot
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.fixture import running
 from tests.fakediscord.state import Channel, Guild, Message, User

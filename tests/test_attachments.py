@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from bot.reference import ReferenceRejected
-from cogs.attachments import AttachmentUnavailable, read_capped
+from discordbot.attachments import AttachmentUnavailable, read_capped
 
 LIMIT = 64 * 1024
 

@@ -14,7 +14,6 @@ import pytest
 from pydantic import SecretStr
 
 from bot.api.models import parse_size
-from bot.app import VideoBot
 from bot.catalog import (
     Catalog,
     CatalogError,
@@ -27,6 +26,7 @@ from bot.catalog import (
 )
 from bot.settings import Settings, SettingsError, load_settings
 from cogs.video import CHOICE_LIMIT, build_video_command, command_menus, suggestions
+from discordbot.client import VideoBot
 
 FAMILIES = {
     "sora-2",

@@ -1,4 +1,4 @@
-"""`python -m bot generate` end to end, in a subprocess, as a user runs it."""
+"""`python -m videobot generate` end to end, in a subprocess, as a user runs it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`python -m bot doctor` against the simulator imitating each server, and against each way a
+"""`python -m videobot doctor` against the simulator imitating each server, and against each way a
 setup goes wrong: what it says, which setting it names, and its exit status."""
 
 from __future__ import annotations

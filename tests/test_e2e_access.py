@@ -83,10 +83,10 @@ async def test_direct_messages_are_off_unless_the_owner_allows_them(w: World) ->
 async def test_start_up_warns_when_anyone_can_add_the_bot(
     w: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.app")
+    caplog.set_level(logging.WARNING, logger="discordbot.client")
     async with w.bot():
         pass
-    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.app"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "discordbot.client"]
     assert any("application is public" in m and "ALLOWED_GUILD_IDS" in m for m in warnings)
     caplog.clear()
     async with w.bot(allowed_guild_ids=[w.guild.id]):

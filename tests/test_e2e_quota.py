@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bot.app import VideoBot
 from bot.catalog import format_dollars
 from bot.store import Job, Store
+from discordbot.client import VideoBot
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, FakeDiscordError, Guild, Interaction, Role, User
 from tests.fakediscord.state import (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cogs.render import public_text
+from discordbot.render import public_text
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Upload
 from tests.fakediscord.state import Interaction, Message

@@ -7,7 +7,8 @@ jobs are each delivered exactly once, the odd job ends (delivered, or failed and
 deadline where its status cannot be read), every job's outcome is shown once, a member is charged
 exactly when they got their video, and no request made two jobs at the service.
 
-The CLI side runs `python -m bot generate` in a subprocess against the same proxy: a behaviour the
+The CLI side runs `python -m videobot generate` in a subprocess against the same proxy: a
+behaviour the
 CLI cannot get past ends in one line on stderr and a non-zero exit, with no traceback and no file
 left where the video would have been; one it can get past ends in a playable mp4.
 """
@@ -28,9 +29,9 @@ import av
 import pytest
 from PIL import Image
 
-from bot.app import VideoBot
 from bot.sim import SimConfig, SimServer
 from bot.store import Job, Store
+from discordbot.client import VideoBot
 from tests.e2e import API_KEY, World, world
 from tests.fakediscord import FakeDiscord, Interaction
 from tests.hostile import BEHAVIOURS, HostileServer, hostile_sim

@@ -1,6 +1,6 @@
 """The simulated Videos API over real loopback sockets: auth, validation, the job lifecycle on a
 hand-moved clock, real media, paging, remix/edit/extend, each profile's quirks, fault injection,
-the embedded form the bot uses and the `python -m bot sim` command."""
+the embedded form the bot uses and the `python -m videobot sim` command."""
 
 from __future__ import annotations
 

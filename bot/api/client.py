@@ -638,7 +638,7 @@ class VideosClient:
             raise _invalid(f"a model list larger than {CATALOG_BODY_LIMIT // 1024} KiB")
         return _parse(lambda body: body, answer)
 
-    # --- probing: raw reads for bot/api/probe.py (choosing a profile, `python -m bot doctor`).
+    # --- probing: raw reads for bot/api/probe.py (choosing a profile, `python -m videobot doctor`).
     # Kept apart from the API methods above; owned by the probe's author.
 
     async def probe_get(

@@ -1,7 +1,8 @@
 """Telling which kind of server answers at the base URL, from a few cheap reads (never a create).
 
 `VIDEO_API_PROFILE=auto` (the default when a server is configured) runs `probe` at start and takes
-the profile `choose` names; `python -m bot doctor` shows the same findings. Every read goes through
+the profile `choose` names; `python -m videobot doctor` shows the same findings. Every read goes
+through
 `VideosClient.probe_get`, the one place with video HTTP, and the whole probe is bounded: at most
 four GETs with short timeouts.
 

@@ -1,7 +1,7 @@
 """The built-in simulated video backend: the Videos API on loopback, with real media.
 
 Used by the bot when no API key is configured (`EmbeddedSim`), served on its own with
-`python -m bot sim`, and driven by tests in-process (`SimServer` on port 0 with a `SimClock`).
+`python -m videobot sim`, and driven by tests in-process (`SimServer` on port 0 with a `SimClock`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m bot sim`: serve the simulated Videos API until interrupted.
+"""`python -m videobot sim`: serve the simulated Videos API until interrupted.
 
 Every flag can also come from the environment as `SIM_<FLAG>` (`--job-seconds` from
 `SIM_JOB_SECONDS`); a flag given on the command line wins.

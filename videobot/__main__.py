@@ -1,4 +1,5 @@
-"""Command line: `python -m bot run | sim | generate | doctor` (also installed as `video-bot`)."""
+"""Command line: `python -m videobot run | sim | generate | doctor` (also installed as
+`video-bot`)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         from bot.cli import run_generate
 
         return run_generate(args, settings)
-    from bot.app import run_bot
+    from discordbot.client import run_bot
 
     return run_bot(settings)
 

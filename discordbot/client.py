@@ -29,7 +29,7 @@ from bot.settings import Settings
 from bot.store import Store
 from bot.submit import JobService
 from bot.tracker import Tracker
-from cogs.access import GatedTree, command_contexts, command_installs
+from discordbot.access import GatedTree, command_contexts, command_installs
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,14 @@ class VideoBot(commands.Bot):
     deliverer: Deliverer
     quota: QuotaPolicy
     catalog: Catalog
-    # Members' images from Discord's CDN, read with a size cap (see cogs/attachments.py).
+    # Members' images from Discord's CDN, read with a size cap (see discordbot/attachments.py).
     cdn: aiohttp.ClientSession
 
     def __init__(self, settings: Settings, *, sink_factory: Any = None) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
-            # Nobody is pinged unless a message names them explicitly (see cogs.sink).
+            # Nobody is pinged unless a message names them explicitly (see discordbot.sink).
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
             # The bot never reads old messages from the cache; with many jobs it was most of the
@@ -111,7 +111,7 @@ class VideoBot(commands.Bot):
         self.catalog = offered.catalog
         self.backend.use_catalog(self.catalog)
         log.info("catalog: %s", offered.origin)
-        from cogs.sink import DiscordSink  # noqa: PLC0415 - cogs import this module
+        from discordbot.sink import DiscordSink  # noqa: PLC0415 - cogs import this module
 
         sink: DeliverySink = (self._sink_factory or DiscordSink)(self)
         self.deliverer = Deliverer(

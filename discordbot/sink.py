@@ -20,10 +20,10 @@ from bot.delivery import Result
 from bot.jobview import JobView, job_view
 from bot.store import Intake, Job
 from cogs.actions import actions_view
-from cogs.render import job_embed, notice_embed, source_line
+from discordbot.render import job_embed, notice_embed, source_line
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 log = logging.getLogger(__name__)
 

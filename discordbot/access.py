@@ -14,10 +14,10 @@ import discord
 from discord import app_commands
 
 from bot.access import Denied, check_access
-from cogs.render import notice_embed
+from discordbot.render import notice_embed
 
 if TYPE_CHECKING:
-    from bot.app import VideoBot
+    from discordbot.client import VideoBot
 
 log = logging.getLogger(__name__)
 
