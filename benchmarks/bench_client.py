@@ -27,7 +27,8 @@ import httpx
 from pydantic import SecretStr
 
 from benchmarks.common import PeakSampler, Row, percentile, rss_bytes
-from bot.api.client import ClientConfig, VideosClient, make_http_client
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig, make_http_client
 from bot.api.models import CreateVideo, Phase
 
 # Sized for about 20 s on a 2-core machine (a cycle takes ~8 ms of wall time there).

@@ -39,10 +39,12 @@ import httpx
 from pydantic import SecretStr
 
 from benchmarks.common import Row, ms, verdict
-from bot.api.client import VideosClient, make_http_client
+from bot.api.client import VideosClient
+from bot.api.config import make_http_client
 from bot.api.models import CreateVideo
 from bot.api.ratelimit import MinuteRateLimiter
 from bot.backend import client_config
+from bot.queueview import Outlook
 from bot.settings import Settings
 from bot.store import Job, NewJob, Store
 from bot.tracker import Tracker
@@ -105,7 +107,7 @@ def hostile_server(cache_dir: Path) -> Iterator[str]:
 class Quiet:
     """The tracker's listener: nothing to show."""
 
-    async def job_changed(self, job: Job) -> None:
+    async def job_changed(self, job: Job, outlook: Outlook | None = None) -> None:
         return None
 
     async def job_finished(self, job: Job) -> None:

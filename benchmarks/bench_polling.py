@@ -10,6 +10,8 @@ ways of polling, and how old a job's status gets between refreshes.
 (e), (f) as (c) and (d) with 100 jobs, but with the creates spread out (one every 0.5 s) rather
     than all at once. The bot wakes the tracker after every create; a wake between rounds only
     starts queued jobs, so polls keep to the interval (as `Tracker._run` does).
+(g), (h) polling by learned durations without list, and how soon a completion is noticed with
+    list: see benchmarks/bench_schedule.py.
 
 Everything runs in this process against a `SimServer` on a `SimClock`, and time is virtual: each
 step moves the clock to the next round, so two minutes take a few seconds. The requests counted are
@@ -52,14 +54,17 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from benchmarks.bench_schedule import schedule_rows, sent_job
 from benchmarks.common import Row, verdict
-from bot.api.client import ClientConfig, VideosClient
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig
 from bot.api.models import CreateVideo, ListOrder, Phase, ReferenceImage, Video, VideoList
 from bot.api.profiles import Capabilities, capabilities
 from bot.api.ratelimit import MinuteRateLimiter
+from bot.queueview import Outlook
 from bot.settings import Settings
 from bot.sim import SimClock, SimConfig, SimServer
-from bot.store import Job, NewJob, Store
+from bot.store import Job, Store
 from bot.tracker import Tracker
 
 JOB_SECONDS = 120.0
@@ -249,7 +254,7 @@ class Finished:
     def __init__(self) -> None:
         self.jobs: list[Job] = []
 
-    async def job_changed(self, job: Job) -> None:
+    async def job_changed(self, job: Job, outlook: Outlook | None = None) -> None:
         return None
 
     async def job_finished(self, job: Job) -> None:
@@ -271,18 +276,7 @@ async def tracked(rig: Rig, dbdir: Path, gap: float = 0.0) -> None:
         )
 
         async def submit(n: int) -> None:
-            new = NewJob(
-                user_id=1000 + n,
-                channel_id=10,
-                prompt=REQUEST.prompt,
-                model=REQUEST.model or "sora-2",
-                seconds=REQUEST.seconds or "4",
-                size=REQUEST.size or "1280x720",
-                cost_micros=400_000,
-            )
-            job = await store.insert_job(new)
-            await store.mark_create_attempted(job.id, rig.clock.now())
-            video = await rig.client.create(REQUEST)
+            job, video = await sent_job(store, rig.client, REQUEST, 1000 + n, rig.clock.now)
             await store.attach_video(job.id, video.id, video.status, video.progress)
 
         sent = 0
@@ -475,4 +469,4 @@ def run(quick: bool = False) -> list[Row]:
                 measured[(scenario.kind, jobs)] = tally
             results.append((scenario, tally))
             rows.append(row(scenario, tally, limit))
-    return rows + comparison(results)
+    return rows + comparison(results) + schedule_rows(quick)

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from bot.api.client import ClientConfig, VideosClient, make_http_client
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig, make_http_client
 from bot.api.openrouter import shape_from_size
 from bot.api.probe import Choice, choose, probe
 from bot.api.profiles import DEFAULT_AUTH_HEADERS, ProfileName

@@ -16,10 +16,13 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TextIO
 
-from bot.api.client import JobMatch, VideosClient
+from bot.api.adoption import JobMatch
+from bot.api.client import VideosClient
 from bot.api.errors import CreateOutcomeUnknown, VideoAPIError, describe_error
 from bot.api.models import CreateVideo, Phase, ReferenceImage, Video
 from bot.backend import open_backend
+from bot.catalog import NotOffered
+from bot.media import MediaFiles
 from bot.progress import format_duration, progress_bar
 from bot.prompt import clean_prompt, prompt_problem
 from bot.redact import redact
@@ -45,8 +48,8 @@ class CliError(Exception):
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", help="what the video should show")
     parser.add_argument("--model", help="model id from the catalog (default: the catalog's first)")
-    parser.add_argument("--seconds", help="clip length in seconds (default: the model's shortest)")
-    parser.add_argument("--size", help="WIDTHxHEIGHT (default: the model's first size)")
+    parser.add_argument("--seconds", help="clip length in seconds (default: the model's default)")
+    parser.add_argument("--size", help="WIDTHxHEIGHT (default: the model's default size)")
     parser.add_argument("--reference", type=Path, help="image to start from (jpeg, png, webp, gif)")
     parser.add_argument(
         "--fit", choices=("crop", "pad"), default="crop", help="how a reference is fitted to --size"
@@ -73,7 +76,7 @@ async def generate(args: argparse.Namespace, settings: Settings, out: TextIO = s
         video = await _start(client, request, reference, settings, out)
         print(redact(f"job {video.id} created"), file=out)
         video = await _watch(client, video, settings, out)
-        dest = args.out or Path(settings.data_dir) / "videos" / f"{_safe_name(video.id)}.mp4"
+        dest = args.out or MediaFiles(Path(settings.data_dir)).named_video(_safe_name(video.id))
         # The client checks the body is a video and removes what it wrote if anything fails.
         size = await client.download(video.id, dest)
         print(f"video: {dest} ({size / 1_000_000:.1f} MB)", file=out)
@@ -145,16 +148,14 @@ def _validated_request(args: argparse.Namespace, settings: Settings) -> CreateVi
     prompt = clean_prompt(str(args.prompt))
     problem = prompt_problem(prompt)
     if problem:
-        raise CliError(problem[0].lower() + problem[1:].rstrip("."))
-    catalog = settings.catalog()
-    spec = catalog.get(args.model) if args.model else catalog.default
-    model = args.model or catalog.default.id
-    seconds = args.seconds or (spec.seconds[0] if spec else "")
-    size = args.size or (spec.sizes[0] if spec else "")
-    problem = catalog.check(model, str(seconds), str(size))
-    if problem:
-        raise CliError(problem.replace("`", ""))
-    return CreateVideo(prompt=prompt, model=model, seconds=str(seconds), size=str(size))
+        said = problem.plain()
+        raise CliError(said[0].lower() + said[1:].rstrip("."))
+    try:
+        # What is not given is the catalog's default, exactly as `/video` fills it in.
+        picked = settings.catalog().resolve(args.model, args.seconds, args.size)
+    except NotOffered as exc:
+        raise CliError(exc.notice.plain()) from None
+    return picked.request(prompt, sound_asked=False)
 
 
 async def _load_reference(args: argparse.Namespace, request: CreateVideo) -> ReferenceImage:

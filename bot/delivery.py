@@ -28,7 +28,10 @@ from typing import Protocol
 
 from bot.api.client import VideosClient
 from bot.api.errors import NotFoundError, VideoAPIError
-from bot.jobview import failure_text
+from bot.jobview import failure_notice
+from bot.media import FITTED, THUMBNAIL, UNFIT, VIDEO, MediaFiles
+from bot.notice import Notice, notice
+from bot.queueview import Outlook
 from bot.redact import redact
 from bot.store import Intake, Job, Store
 from bot.tasks import BackgroundTasks
@@ -56,14 +59,18 @@ class Result:
 
     video: Path | None = None
     thumbnail: Path | None = None
-    note: str | None = None
-    failure: str | None = None
+    note: Notice | None = None
+    failure: Notice | None = None
 
 
 class DeliverySink(Protocol):
     """The outside world's side of delivery (the Discord adapter implements it)."""
 
-    async def show_progress(self, job: Job) -> None: ...
+    async def show_progress(self, job: Job, outlook: Outlook | None = None) -> None:
+        """Show a working job's state; `outlook` (when known) its place in line, ETA and, where
+        the service reports no progress, an estimated bar. Told again when these move; how often
+        the message is actually edited is the sink's own throttle."""
+        ...
 
     async def send_result(self, job: Job, result: Result) -> int | None:
         """Post the result; return the message id it is in."""
@@ -96,7 +103,7 @@ class Deliverer:
         self.store = store
         self.client = client
         self.sink = sink
-        self.media_dir = media_dir
+        self.media = MediaFiles(media_dir)
         self.clock = clock
         self.max_attempts = max(1, max_attempts)
         self.retry_base = retry_base
@@ -106,25 +113,26 @@ class Deliverer:
         self.edit_timeout = edit_timeout
         self.tasks = BackgroundTasks()
         self._running: set[int] = set()
-        # Progress edits: the newest state waiting per job, and the one task showing them.
-        self._edits: dict[int, Job] = {}
+        # Progress edits: the newest state (and outlook) waiting per job, and the one task
+        # showing them.
+        self._edits: dict[int, tuple[Job, Outlook | None]] = {}
         self._editors: dict[int, asyncio.Task[None]] = {}
         # Jobs whose thumbnail could not be had: not asked for again on the next attempt.
         self._no_thumb: set[int] = set()
 
     # ------------------------------------------------------------------ tracker events
 
-    async def job_changed(self, job: Job) -> None:
+    async def job_changed(self, job: Job, outlook: Outlook | None = None) -> None:
         """Never waits for Discord: the edit is queued for the job's own edit task."""
-        self.queue_edit(job)
+        self.queue_edit(job, outlook)
 
     async def job_finished(self, job: Job) -> None:
         self.schedule(job)
 
-    def queue_edit(self, job: Job) -> None:
+    def queue_edit(self, job: Job, outlook: Outlook | None = None) -> None:
         if job.finished or job.id in self._running:
             return  # its result is on the way; a progress edit now could land after it
-        self._edits[job.id] = job
+        self._edits[job.id] = (job, outlook)
         if job.id not in self._editors:
             self._editors[job.id] = self.tasks.spawn(
                 self._show_edits(job.id), name=f"progress-{job.id}"
@@ -132,9 +140,10 @@ class Deliverer:
 
     async def _show_edits(self, job_id: int) -> None:
         try:
-            while (job := self._edits.pop(job_id, None)) is not None:
+            while (edit := self._edits.pop(job_id, None)) is not None:
+                job, outlook = edit
                 try:
-                    await asyncio.wait_for(self.sink.show_progress(job), self.edit_timeout)
+                    await asyncio.wait_for(self.sink.show_progress(job, outlook), self.edit_timeout)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -260,9 +269,9 @@ class Deliverer:
             failed = await self.store.expire_undelivered(
                 job_id, UNDELIVERABLE_CODE, UNDELIVERABLE_MESSAGE
             )
-            if await asyncio.to_thread(self._path(job_id, ".mp4").exists):
+            if await asyncio.to_thread(self.media.video(job_id).exists):
                 # Kept until the service's own copy expires, then removed by the sweep.
-                await self.store.set_local_path(job_id, str(self._path(job_id, ".mp4")))
+                await self.store.set_local_path(job_id, str(self.media.video(job_id)))
             notice = failed or await self.store.get_job(job_id)
             if notice is not None:
                 # One plain notice without files: the sink's usual fallbacks (the reply, the
@@ -271,7 +280,7 @@ class Deliverer:
                     message_id = await asyncio.wait_for(
                         self.sink.send_result(
                             notice,
-                            Result(failure=failure_text(notice.error_code, notice.error_message)),
+                            Result(failure=failure_notice(notice.error_code, notice.error_message)),
                         ),
                         self.edit_timeout,
                     )
@@ -285,9 +294,9 @@ class Deliverer:
 
     async def _prepare(self, job: Job) -> Result:
         if job.state == "failed":
-            return Result(failure=failure_text(job.error_code, job.error_message))
+            return Result(failure=failure_notice(job.error_code, job.error_message))
         assert job.api_video_id is not None
-        video = self._path(job.id, ".mp4")
+        video = self.media.video(job.id)
         # A file from an earlier attempt is complete (downloads are renamed into place only
         # when whole) and is used again instead of being fetched again.
         if not await asyncio.to_thread(video.exists):
@@ -297,8 +306,10 @@ class Deliverer:
                 # The assets outlived their retention before we could fetch them: tell and refund.
                 await self.store.expire_undelivered(job.id)
                 return Result(
-                    failure="The video was finished but expired before it could be fetched. "
-                    "Nothing was charged."
+                    failure=notice(
+                        "The video was finished but expired before it could be fetched. "
+                        "Nothing was charged."
+                    )
                 )
         thumb = await self._thumbnail(job, video)
         limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
@@ -313,17 +324,20 @@ class Deliverer:
             return Result(
                 video=fitted,
                 thumbnail=thumb,
-                note="Re-encoded to fit this channel's upload limit.",
+                note=notice("Re-encoded to fit this channel's upload limit."),
             )
         return Result(
             thumbnail=thumb,
-            note=f"The video is larger than this channel's upload limit "
-            f"({limit / 1_048_576:.0f} MB) even after re-encoding.",
+            note=notice(
+                "The video is larger than this channel's upload limit ({megabytes} MB) even "
+                "after re-encoding.",
+                megabytes=round(limit / 1_048_576),
+            ),
         )
 
     async def _thumbnail(self, job: Job, video: Path) -> Path | None:
         assert job.api_video_id is not None
-        thumb = self._path(job.id, ".webp")
+        thumb = self.media.video(job.id, THUMBNAIL)
         if await asyncio.to_thread(thumb.exists):
             return thumb
         if job.id in self._no_thumb:
@@ -346,8 +360,8 @@ class Deliverer:
 
     async def _fitted(self, job: Job, video: Path, limit: int) -> Path | None:
         """The video re-encoded under `limit`, from an earlier attempt when there was one."""
-        fitted = self._path(job.id, "-fit.mp4")
-        unfit = self._path(job.id, ".unfit")
+        fitted = self.media.video(job.id, FITTED)
+        unfit = self.media.video(job.id, UNFIT)
         if await asyncio.to_thread(fitted.exists):
             return fitted
         if await asyncio.to_thread(unfit.exists):
@@ -365,7 +379,7 @@ class Deliverer:
             return None
         if job.expires_at is not None and job.expires_at <= self.clock():
             return None
-        path = self._path(job.id, f"-again-{secrets.token_hex(4)}.mp4")
+        path = self.media.video(job.id, f"-again-{secrets.token_hex(4)}{VIDEO}")
         try:
             await self.client.download(job.api_video_id, path)
         except VideoAPIError as exc:
@@ -381,16 +395,9 @@ class Deliverer:
     async def discard(self, path: Path) -> None:
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
-    def _path(self, job_id: int, suffix: str) -> Path:
-        # Paths are built from our own job id only; nothing from the API or Discord picks them.
-        return self.media_dir / "videos" / f"job-{job_id}{suffix}"
-
     def _cleanup(self, job_id: int) -> None:
         self._no_thumb.discard(job_id)
-        for suffix in (".mp4", "-fit.mp4", ".webp", ".unfit"):
-            self._path(job_id, suffix).unlink(missing_ok=True)
-        for ext in (".png", ".jpg", ".webp"):
-            (self.media_dir / "references" / f"job-{job_id}{ext}").unlink(missing_ok=True)
+        self.media.remove_job(job_id)
 
 
 def _is_image(path: Path) -> bool:

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bot.api.client import VideosClient, make_http_client
+from bot.api.client import VideosClient
+from bot.api.config import make_http_client
 from bot.api.errors import VideoAPIError
 from bot.api.probe import (
     AZURE_HOSTS,
@@ -33,16 +34,16 @@ from bot.api.probe import (
 from bot.api.profiles import Capabilities, ProfileName
 from bot.api.ratelimit import MinuteRateLimiter
 from bot.backend import client_config, server_key
-from bot.catalog import CatalogError
+from bot.catalog_files import CatalogError
 from bot.discovery import (
     DISCOVERING,
     CatalogChoice,
     choose_catalog,
     configured,
     default_choice,
-    served_ids,
 )
 from bot.redact import redact
+from bot.served_models import served_ids
 from bot.settings import Settings
 
 # Profiles that differ only in what the probe cannot see matter little for the doctor: a fixed

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.notice import Notice, notice
 from bot.progress import format_duration, progress_bar
 from bot.redact import redact
 from bot.store import Job
@@ -23,35 +24,42 @@ _STATUS_NAME_LIMIT = 32
 _NOT_A_WORD = re.compile(r"[^A-Za-z0-9_. -]+")
 Tone = Literal["working", "done", "failed"]
 
+GENERATING = notice("Generating")
+QUEUED_THERE = notice("Queued at the video service")
 STATUS_WORDS = {
-    "queued": "Queued at the video service",
-    "pending": "Queued at the video service",
-    "in_progress": "Generating",
-    "processing": "Generating",
+    "queued": QUEUED_THERE,
+    "pending": QUEUED_THERE,
+    "in_progress": GENERATING,
+    "processing": GENERATING,
 }
 
-
+_BLOCKED = notice("Blocked by the video service's content policy.")
 # Failure codes people meet, in plain words; anything else shows the service's own message.
 FAILURE_WORDS = {
-    "moderation_blocked": "Blocked by the video service's content policy.",
-    "content_policy_violation": "Blocked by the video service's content policy.",
-    "deadline": "The video service took too long; the job was given up.",
-    "unreachable": "The video service could not be reached in time. Nothing was charged.",
-    "expired": "The video was finished but expired before it could be fetched.",
-    "reference_lost": "The reference image was lost before the job was sent.",
-    "rate_limit_exceeded": "The video service is busy; try again in a few minutes.",
-    "insufficient_quota": "The bot's video service account is out of credit.",
-    "create_unconfirmed": "The video service did not confirm the request; nothing was charged "
-    "to you.",
-    "undeliverable": "The video was made, but it could not be delivered here or by direct "
-    "message, so it was given up.",
-    "not_found": "The video service no longer knows this video.",
-    "create_unusable": "The video service answered in a way the bot cannot use, so the request "
-    "was given up.",
+    "moderation_blocked": _BLOCKED,
+    "content_policy_violation": _BLOCKED,
+    "deadline": notice("The video service took too long; the job was given up."),
+    "unreachable": notice("The video service could not be reached in time. Nothing was charged."),
+    "expired": notice("The video was finished but expired before it could be fetched."),
+    "reference_lost": notice("The reference image was lost before the job was sent."),
+    "rate_limit_exceeded": notice("The video service is busy; try again in a few minutes."),
+    "insufficient_quota": notice("The bot's video service account is out of credit."),
+    "create_unconfirmed": notice(
+        "The video service did not confirm the request; nothing was charged to you."
+    ),
+    "undeliverable": notice(
+        "The video was made, but it could not be delivered here or by direct message, so it "
+        "was given up."
+    ),
+    "not_found": notice("The video service no longer knows this video."),
+    "cancelled": notice("Cancelled."),
+    "create_unusable": notice(
+        "The video service answered in a way the bot cannot use, so the request was given up."
+    ),
 }
 
 
-def failure_text(code: str | None, message: str | None) -> str:
+def failure_notice(code: str | None, message: str | None) -> Notice:
     """Why a job failed, for the member who asked: plain words, never a raw payload."""
     plain = FAILURE_WORDS.get((code or "").lower())
     if plain:
@@ -59,39 +67,50 @@ def failure_text(code: str | None, message: str | None) -> str:
     # Stored messages are the bot's own wording or a server's text already redacted; redacted
     # again here so nothing reaches a channel unfiltered whatever wrote it.
     detail = redact(message or "", 300)
-    return f"The video could not be made: {detail}" if detail else "The video could not be made."
+    if detail:
+        return notice("The video could not be made: {detail}", detail=detail)
+    return notice("The video could not be made.")
 
 
-def status_text(status: str | None) -> str:
+def failure_text(code: str | None, message: str | None) -> str:
+    """`failure_notice` in plain English."""
+    return failure_notice(code, message).plain()
+
+
+def status_text(status: str | None) -> Notice:
     """A running job's status in words; one the bot does not know is shown by name."""
     key = (status or "").lower()
     if not key:
-        return "Generating"
+        return GENERATING
     known = STATUS_WORDS.get(key)
     if known:
         return known
     name = _NOT_A_WORD.sub(" ", status or "").strip()[:_STATUS_NAME_LIMIT].strip()
-    return f"Running — status: {name}" if name else "Generating"
+    return notice("Running — status: {name}", name=name) if name else GENERATING
 
 
-def _charge_note(text: str) -> str:
+def _charge_note(said: Notice) -> Notice:
     # Some wordings already say what was charged; say it once.
-    return text if "charged" in text.lower() else f"{text} Nothing was charged."
+    if "charged" in said.plain().lower():
+        return said
+    return said + notice("Nothing was charged.")
 
 
 @dataclass(frozen=True)
 class JobView:
-    title: str
+    """What a job's message shows; the words are notices, shown in the member's language."""
+
+    title: Notice
     prompt: str
     model: str
     seconds: str
     size: str
-    status: str
+    status: Notice
     bar: str
     elapsed: str
     tone: Tone
     job_id: int
-    note: str | None = None
+    note: Notice | None = None
     # The seed a finished video was made with, so a member can make it again.
     seed: str | None = None
 
@@ -119,37 +138,46 @@ def job_view(
     elapsed = format_duration(elapsed_s)
     tone: Tone = "working"
     note = None
+    status: Notice
     if job.state == "failed":
         tone = "failed"
-        status = "Failed"
+        status = notice("Failed")
         bar = ""
-        note = _charge_note(failure_text(job.error_code, job.error_message))
+        note = _charge_note(failure_notice(job.error_code, job.error_message))
     elif job.state == "succeeded":
         tone = "done"
-        status = "Done" if job.delivery_state == "done" else "Finishing: fetching the video"
+        status = (
+            notice("Done")
+            if job.delivery_state == "done"
+            else notice("Finishing: fetching the video")
+        )
         bar = progress_bar(100)
     elif job.state == "queued_local":
-        status = "Waiting for a free slot"
+        status = notice("Waiting for a free slot")
         if queue_position is not None:
-            status += f" (position {queue_position} in the queue)"
+            status = notice(
+                "Waiting for a free slot (position {place} in the queue)", place=queue_position
+            )
         bar = progress_bar(None)
     elif job.state == "creating":
-        status = "Sending to the video service"
+        status = notice("Sending to the video service")
         if job.create_attempts > 1 or (job.create_attempts == 1 and not job.create_attempted_at):
             # The previous send was shown not to have started a job: it is being sent again.
             tries = job.create_attempts + (0 if job.create_attempted_at else 1)
-            status = (
+            status = notice(
                 "Retrying: the video service did not confirm the request, sending it again "
-                f"(try {min(tries, MAX_CREATE_SENDS)} of {MAX_CREATE_SENDS})"
+                "(try {try_number} of {tries})",
+                try_number=min(tries, MAX_CREATE_SENDS),
+                tries=MAX_CREATE_SENDS,
             )
         bar = progress_bar(None)
     else:
         status = status_text(job.api_status)
         bar = progress_bar(job.progress)
     if tone == "working" and not service_ok:
-        status = "Waiting for the video service (it is not answering right now)"
+        status = notice("Waiting for the video service (it is not answering right now)")
     return JobView(
-        title="Your video" if tone != "failed" else "Video failed",
+        title=notice("Your video") if tone != "failed" else notice("Video failed"),
         prompt=safe_prompt(job.prompt),
         model=job.model,
         seconds=job.seconds,

@@ -7,27 +7,37 @@ member can fix the request instead of guessing.
 
 from __future__ import annotations
 
-from bot.catalog import ModelSpec
+from bot.model_spec import ModelSpec
+from bot.notice import Notice, joined, notice
+
+# Each option as the sentences below name it.
+_NEGATIVE = notice("a negative prompt")
+_SEED = notice("a seed")
+_SOUND = notice("sound on or off")
 
 
-def offered(spec: ModelSpec) -> str:
+def offered(spec: ModelSpec) -> Notice:
     """What of the options `spec` takes, as a sentence."""
     options = spec.options
     taken = [
         name
         for name, ok in (
-            ("a negative prompt", options.negative_prompt),
-            ("a seed", options.seed),
-            ("sound on or off", options.audio),
+            (_NEGATIVE, options.negative_prompt),
+            (_SEED, options.seed),
+            (_SOUND, options.audio),
         )
         if ok
     ]
     if taken:
-        text = f"It takes {_join(taken)}."
+        text = notice("It takes {options}.", options=joined(taken, "and"))
     else:
-        text = "It takes no negative prompt, seed or sound setting."
+        text = notice("It takes no negative prompt, seed or sound setting.")
     if not options.audio:
-        text += f" It always makes videos {'with' if options.audio_default else 'without'} sound."
+        text += (
+            notice("It always makes videos with sound.")
+            if options.audio_default
+            else notice("It always makes videos without sound.")
+        )
     return text
 
 
@@ -37,20 +47,18 @@ def option_refusal(
     negative_prompt: str | None = None,
     seed: int | None = None,
     audio: bool | None = None,
-) -> str | None:
+) -> Notice | None:
     """Why `spec` cannot take the options asked for (naming what it does take), or None."""
     options = spec.options
-    unsupported: list[str] = []
+    unsupported: list[Notice] = []
     if negative_prompt and negative_prompt.strip() and not options.negative_prompt:
-        unsupported.append("a negative prompt")
+        unsupported.append(_NEGATIVE)
     if seed is not None and not options.seed:
-        unsupported.append("a seed")
+        unsupported.append(_SEED)
     if audio is not None and not options.audio and audio != options.audio_default:
-        unsupported.append("sound on" if audio else "sound off")
+        unsupported.append(notice("sound on") if audio else notice("sound off"))
     if not unsupported:
         return None
-    return f"{spec.label} does not take {_join(unsupported, 'or')}. {offered(spec)}"
-
-
-def _join(items: list[str], word: str = "and") -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
+    return notice(
+        "{model} does not take {options}.", model=spec.label, options=joined(unsupported, "or")
+    ) + offered(spec)

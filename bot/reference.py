@@ -17,6 +17,7 @@ from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from bot.api.models import ReferenceImage, parse_size
 from bot.imagemeta import has_metadata
+from bot.notice import Notice, notice
 
 FitMode = Literal["crop", "pad"]
 RejectCode = Literal["not_image", "too_large", "too_many_pixels", "unreadable", "empty"]
@@ -53,12 +54,13 @@ _RESAMPLE = Image.Resampling.LANCZOS
 
 
 class ReferenceRejected(ValueError):
-    """The image cannot be used; `reason` is a plain sentence to show the user."""
+    """The image cannot be used; `notice` says why to the member, `reason` is its plain form."""
 
-    def __init__(self, code: RejectCode, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, code: RejectCode, message: Notice) -> None:
+        super().__init__(message.plain())
         self.code: RejectCode = code
-        self.reason = reason
+        self.notice = message
+        self.reason = message.plain()
 
 
 def _megabytes(n: int) -> str:
@@ -70,28 +72,45 @@ def _megabytes(n: int) -> str:
 def _too_large(size_bytes: int, limit_bytes: int) -> ReferenceRejected:
     return ReferenceRejected(
         "too_large",
-        f"The image is {_megabytes(size_bytes)} MB; the limit is {_megabytes(limit_bytes)} MB.",
+        notice(
+            "The image is {size} MB; the limit is {limit} MB.",
+            size=_megabytes(size_bytes),
+            limit=_megabytes(limit_bytes),
+        ),
     )
 
 
 def _too_many_pixels(max_pixels: int, dims: tuple[int, int] | None = None) -> ReferenceRejected:
-    limit = f"the limit is {max_pixels / 1_000_000:g} megapixels."
+    limit = f"{max_pixels / 1_000_000:g}"
     if dims is None:
-        return ReferenceRejected("too_many_pixels", f"The image has too many pixels; {limit}")
-    return ReferenceRejected("too_many_pixels", f"The image is {dims[0]}x{dims[1]} pixels; {limit}")
+        return ReferenceRejected(
+            "too_many_pixels",
+            notice("The image has too many pixels; the limit is {limit} megapixels.", limit=limit),
+        )
+    return ReferenceRejected(
+        "too_many_pixels",
+        notice(
+            "The image is {width}x{height} pixels; the limit is {limit} megapixels.",
+            width=dims[0],
+            height=dims[1],
+            limit=limit,
+        ),
+    )
 
 
 def _empty() -> ReferenceRejected:
-    return ReferenceRejected("empty", "The file is empty.")
+    return ReferenceRejected("empty", notice("The file is empty."))
 
 
 def _not_image() -> ReferenceRejected:
-    return ReferenceRejected("not_image", "That file is not an image (jpeg, png, webp or gif).")
+    return ReferenceRejected(
+        "not_image", notice("That file is not an image (jpeg, png, webp or gif).")
+    )
 
 
 def _unreadable() -> ReferenceRejected:
     return ReferenceRejected(
-        "unreadable", "The image could not be read; the file may be damaged or incomplete."
+        "unreadable", notice("The image could not be read; the file may be damaged or incomplete.")
     )
 
 

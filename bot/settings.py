@@ -23,7 +23,8 @@ from bot.api.profiles import (
     ProfileSetting,
     capabilities,
 )
-from bot.catalog import Catalog, CatalogError, load_catalog, load_presets
+from bot.catalog import Catalog
+from bot.catalog_files import CatalogError, load_catalog, load_presets
 
 # Used only when a key is set and OPENAI_BASE_URL is not (OpenAI retired its Videos endpoint on
 # 2026-09-24; `doctor` says so). With neither set the bot uses its simulator.

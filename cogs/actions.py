@@ -1,13 +1,18 @@
-"""The buttons under a finished video: Remix, Extend and Delete.
+"""What the buttons on a job's message do: Cancel while it waits or runs; Remix, Extend and Delete
+under a finished video (how they look and their custom_ids: `discordbot/buttons.py`).
 
-Each button's custom_id names the job and the action (`job:12:remix`), and one `DynamicItem`
-class answers every such id, so the buttons keep working on old messages after a restart with
-nothing kept in memory. Only the job's owner may use them; anyone else is told so privately.
+One `DynamicItem` class answers every button id of that shape, so the buttons keep working on old
+messages after a restart with nothing kept in memory; it hands each click to the `JobActions`
+cog. Only the job's owner may use them; anyone else is told so privately.
 
 Remix and Extend open a modal; its submission becomes a new job through `JobService
 .submit_followup`, with the same guild rules, quotas, queue and tracking as `/video`, and a reply
-of its own that links back to the video it was made from. Delete deletes the video at the API and
-takes the attachment (and the buttons) off the message, keeping the embed marked as deleted.
+of its own that links back to the video it was made from. Delete asks the core's deleter (which
+deletes the video at the service and records it) and then takes the attachment (and the buttons)
+off the message, keeping the embed marked as deleted. Cancel asks the core's canceller
+(bot/cancel.py): a refusal is answered at once, privately, and the job goes on; a job it ended
+shows "Cancelled" on its message, without the button; a job that had finished meanwhile is
+delivered as usual and the member is told so privately.
 """
 
 from __future__ import annotations
@@ -15,110 +20,43 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import Any, cast
 
 import discord
+from discord.ext import commands
 
-from bot.api.errors import NotFoundError, VideoAPIError
-from bot.api.profiles import Capabilities
 from bot.catalog import format_dollars
+from bot.jobview import job_view
+from bot.notice import Code, Notice, notice
+from bot.services import Services
 from bot.store import Job
 from bot.submit import EXTEND_SECONDS, FollowUpKind, Refused
-from cogs.errors import new_reference, tell
-from cogs.video import TOKEN_LIFETIME, acknowledged, origin_of, present_job, refuse
 from discordbot.access import admitted
-from discordbot.render import deleted_embed, notice_embed
-
-if TYPE_CHECKING:
-    from discordbot.client import VideoBot
+from discordbot.buttons import TEMPLATE, Action, action_button, remix_kind
+from discordbot.client import VideoBot
+from discordbot.i18n import Locale, t
+from discordbot.notices import report, tell
+from discordbot.render import deleted_embed, job_embed, source_line
+from discordbot.requests import PROMPT_LIMIT, TOKEN_LIFETIME, RequestFlow, origin_of
 
 log = logging.getLogger(__name__)
 
-Action = Literal["remix", "extend", "delete"]
-ACTIONS: tuple[Action, ...] = ("remix", "extend", "delete")
-TEMPLATE = r"job:(?P<id>[0-9]{1,20}):(?P<action>remix|extend|delete)"
-PROMPT_LIMIT = 4000
-_DEFERRED_UPDATES = (
-    discord.InteractionResponseType.deferred_message_update,
-    discord.InteractionResponseType.message_update,
-)
 
-
-def action_id(job_id: int, action: Action) -> str:
-    return f"job:{job_id}:{action}"
-
-
-def remix_kind(caps: Capabilities) -> FollowUpKind | None:
-    """The edits endpoint where the backend has it, else remix; None where it has neither."""
-    if caps.edits:
-        return "edit"
-    if caps.remix:
-        return "remix"
-    return None
-
-
-def offered_actions(caps: Capabilities) -> list[Action]:
-    wanted = {
-        "remix": remix_kind(caps) is not None,
-        "extend": caps.extensions,
-        "delete": caps.delete,
-    }
-    return [a for a in ACTIONS if wanted[a]]
-
-
-def actions_view(job: Job, caps: Capabilities) -> discord.ui.View | None:
-    """The buttons for a delivered video, only those the backend can do; None if there are none."""
-    if job.state != "succeeded" or job.api_video_id is None:
-        return None
-    actions = offered_actions(caps)
-    if not actions:
-        return None
-    view = discord.ui.View(timeout=None)
-    for action in actions:
-        view.add_item(JobActionButton(job.id, action))
-    return view
-
-
-def bot_of(interaction: discord.Interaction) -> VideoBot:
-    return cast("VideoBot", interaction.client)
-
-
-async def notify(interaction: discord.Interaction, text: str, reference: str | None = None) -> None:
-    """An ephemeral notice. After a deferred update the original response *is* the video's
-    message, so the notice must be a separate private followup, never an edit of it."""
-    if interaction.response.type in _DEFERRED_UPDATES:
-        try:
-            await interaction.followup.send(
-                embed=notice_embed(text, reference=reference), ephemeral=True
-            )
-        except discord.HTTPException:
-            log.warning("could not tell the user about an error (reference %s)", reference)
-        return
-    await tell(interaction, text, reference)
-
-
-async def report_failure(
-    interaction: discord.Interaction, error: BaseException, where: str
-) -> None:
-    reference = new_reference()
-    log.error(
-        "reference %s: %s by user %s failed",
-        reference,
-        where,
-        interaction.user.id,
-        exc_info=error,
-    )
-    await notify(
-        interaction, "Something went wrong on our side; the bot's owner can look it up.", reference
-    )
-
-
-def _usable(job: Job, verb: str, now: float) -> str | None:
+def _usable(job: Job, kind: FollowUpKind, now: float) -> Notice | None:
     """Why `job`'s video cannot be used for a follow-up (for the owner), or None."""
+    extend = kind == "extend"
     if job.state != "succeeded" or job.api_video_id is None:
-        return f"Only a finished video can be {verb}."
+        return (
+            notice("Only a finished video can be extended.")
+            if extend
+            else notice("Only a finished video can be remixed.")
+        )
     if job.expires_at is not None and job.expires_at <= now:
-        return f"That video has expired at the video service, so it can't be {verb}."
+        return (
+            notice("That video has expired at the video service, so it can't be extended.")
+            if extend
+            else notice("That video has expired at the video service, so it can't be remixed.")
+        )
     return None
 
 
@@ -126,22 +64,11 @@ class JobActionButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=TEMPLATE,
 ):
-    """Remix, Extend or Delete under job `job_id`'s video; rebuilt from its custom_id on every
-    click, so it works on messages sent before a restart."""
-
-    LOOKS: ClassVar[dict[Action, tuple[str, str, discord.ButtonStyle]]] = {
-        "remix": ("Remix", "🔁", discord.ButtonStyle.secondary),
-        "extend": ("Extend", "⏩", discord.ButtonStyle.secondary),
-        "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
-    }
+    """Cancel on job `job_id`'s message, or Remix, Extend or Delete under its video; rebuilt
+    from its custom_id on every click, so it works on messages sent before a restart."""
 
     def __init__(self, job_id: int, action: Action) -> None:
-        label, emoji, style = self.LOOKS[action]
-        super().__init__(
-            discord.ui.Button(
-                label=label, emoji=emoji, style=style, custom_id=action_id(job_id, action)
-            )
-        )
+        super().__init__(action_button(job_id, action))
         self.job_id = job_id
         self.action: Action = action
 
@@ -162,59 +89,189 @@ class JobActionButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         # discord.py only logs what a dynamic item raises; the member must still get an answer.
         try:
-            await self._run(interaction)
+            cog = cast("VideoBot", interaction.client).get_cog(JobActions.__cog_name__)
+            assert isinstance(cog, JobActions)  # registered by that cog, removed with it
+            await cog.clicked(interaction, self.job_id, self.action)
         except Exception as exc:
-            await report_failure(interaction, exc, f"button {self.custom_id}")
+            await report(interaction, exc, f"button {self.custom_id}")
 
-    async def _run(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
-        job = await bot.store.get_job(self.job_id)
+
+class JobActions(commands.Cog):
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+        self.services: Services = bot.services
+        self.flow = RequestFlow(bot.services, bot.cdn, bot.decoder, bot.sink)
+
+    async def cog_load(self) -> None:
+        # Persistent: every button of this shape, on any message however old, reaches it.
+        self.bot.add_dynamic_items(JobActionButton)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(JobActionButton)
+
+    async def clicked(self, interaction: discord.Interaction, job_id: int, action: Action) -> None:
+        if action == "cancel":
+            await self.cancel(interaction, job_id)
+            return
+        job = await self.services.store.get_job(job_id)
         if job is None:
-            await tell(interaction, "This video is no longer known to the bot.")
+            await tell(interaction, notice("This video is no longer known to the bot."))
             return
         if interaction.user.id != job.user_id:
             await tell(
                 interaction,
-                f"Only <@{job.user_id}>, who made this video, can use its buttons. "
-                "Use `/video` to make one of your own.",
+                notice(
+                    "Only {member}, who made this video, can use its buttons. "
+                    "Use {command} to make one of your own.",
+                    member=f"<@{job.user_id}>",
+                    command=Code("/video"),
+                ),
             )
             return
-        caps = bot.backend.client.caps
-        if self.action == "delete":
-            await delete_video(bot, interaction, job)
+        if action == "delete":
+            await self.delete(interaction, job)
             return
-        kind: FollowUpKind | None = remix_kind(caps) if self.action == "remix" else None
-        if self.action == "extend" and caps.extensions:
+        caps = self.services.backend.client.caps
+        kind: FollowUpKind | None = remix_kind(caps) if action == "remix" else None
+        if action == "extend" and caps.extensions:
             kind = "extend"
         if kind is None:
-            await tell(interaction, f"The video service here can't {self.action} videos.")
+            await tell(
+                interaction,
+                notice("The video service here can't extend videos.")
+                if action == "extend"
+                else notice("The video service here can't remix videos."),
+            )
             return
-        problem = _usable(job, "remixed" if kind != "extend" else "extended", time.time())
+        problem = _usable(job, kind, time.time())
         if problem:
             await tell(interaction, problem)
             return
-        await interaction.response.send_modal(FollowUpModal(bot, job, kind))
+        await interaction.response.send_modal(FollowUpModal(self, job, kind, interaction.locale))
+
+    async def delete(self, interaction: discord.Interaction, job: Job) -> None:
+        """Delete the video at the service (the core records it), then take the attachment and
+        the buttons off the message."""
+        deleter = self.services.deleter
+        refused = await deleter.check(job.id, interaction.user.id)
+        if refused is not None:
+            await tell(interaction, refused.notice or notice("This video can't be deleted."))
+            return
+        # The service may take longer than Discord waits for an answer; the message stays as it
+        # is until the video is really gone.
+        await interaction.response.defer()
+        outcome = await deleter.delete(job.id, interaction.user.id)
+        if not outcome.done:
+            await tell(interaction, outcome.notice or notice("The video was not deleted."))
+            return
+        message = interaction.message
+        shown = message.embeds[0] if message is not None and message.embeds else None
+        await interaction.edit_original_response(
+            embed=deleted_embed(shown, job.locale), attachments=[], view=None
+        )
+
+    async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+        """Cancel job `job_id` for the member who clicked (bot/cancel.py), then show it on the
+        message the button sits on: the job's message, which the click can edit however old the
+        job's own interaction is."""
+        canceller = self.services.canceller
+        refused = await canceller.check(job_id, interaction.user.id)
+        if refused is not None:
+            # Anyone but its member: refused at once, privately; the job goes on.
+            await tell(interaction, refused.notice)
+            return
+        # The service is asked first, which may take longer than Discord waits for an answer.
+        await interaction.response.defer()
+        outcome = await canceller.cancel(job_id, interaction.user.id)
+        job = outcome.job
+        if outcome.status == "cancelled" and job is not None:
+            try:
+                await interaction.edit_original_response(
+                    embed=await self.cancelled_embed(job), view=None
+                )
+            except discord.HTTPException as exc:
+                # Cancelled all the same; its delivery shows it where the job's reply can be
+                # edited, and the member is told below.
+                log.info("job %s: the cancelled message could not be shown: %s", job.id, exc)
+            else:
+                if outcome.stopped:
+                    return  # the message says it all
+        # Not stopped at the service, already finished (delivered as usual), or not possible
+        # just now (it goes on): the member is told which, privately.
+        await tell(interaction, outcome.notice)
+
+    async def cancelled_embed(self, job: Job) -> discord.Embed:
+        """The job's message once it was cancelled, as its delivery shows it."""
+        source = None
+        if job.source_job_id is not None:
+            source = await self.services.store.get_job(job.source_job_id)
+        return job_embed(
+            job_view(job, now=time.time()),
+            source=source_line(job, source, job.locale),
+            cancelled=True,
+            locale=job.locale,
+        )
+
+    def price(self, source: Job, seconds: str) -> str | None:
+        """What extending `source` by `seconds` costs, where the catalog knows."""
+        try:
+            return format_dollars(
+                self.services.catalog.cost_micros(source.model, source.size, seconds)
+            )
+        except KeyError:
+            return None
+
+    async def follow_up(
+        self,
+        interaction: discord.Interaction,
+        source_id: int,
+        kind: FollowUpKind,
+        prompt: str,
+        seconds: str | None,
+    ) -> None:
+        """A submitted Remix or Extend form: a new job made from job `source_id`'s video."""
+        if not prompt:
+            await tell(interaction, notice("The prompt is empty."))
+            return
+        source = await self.services.store.get_job(source_id)
+        if source is None:
+            await tell(interaction, notice("The video this was made from is no longer known."))
+            return
+        async with self.flow.acknowledged(interaction):
+            result = await self.services.jobs.submit_followup(
+                origin_of(interaction), source, kind, prompt, seconds=seconds
+            )
+            if isinstance(result, Refused):
+                await tell(interaction, result.message)
+                return
+            await self.flow.present_job(interaction, result, source)
 
 
 class FollowUpModal(discord.ui.Modal):
     """The prompt (and, for an extension, the seconds to add) for a follow-up of one job."""
 
-    def __init__(self, bot: VideoBot, source: Job, kind: FollowUpKind) -> None:
-        verb = "Extend" if kind == "extend" else "Remix"
-        super().__init__(title=f"{verb} job {source.id}"[:45], timeout=TOKEN_LIFETIME)
-        self.bot = bot
+    def __init__(
+        self, actions: JobActions, source: Job, kind: FollowUpKind, locale: Locale = None
+    ) -> None:
+        title = (
+            t(locale, "Extend job {id}", id=source.id)
+            if kind == "extend"
+            else t(locale, "Remix job {id}", id=source.id)
+        )
+        super().__init__(title=title[:45], timeout=TOKEN_LIFETIME)
+        self.actions = actions
         self.source_id = source.id
         self.kind: FollowUpKind = kind
         if kind == "extend":
             self.prompt: discord.ui.TextInput[FollowUpModal] = discord.ui.TextInput(
-                label="What happens next",
+                label=t(locale, "What happens next"),
                 style=discord.TextStyle.paragraph,
-                placeholder="Describe how the video continues",
+                placeholder=t(locale, "Describe how the video continues"),
                 max_length=PROMPT_LIMIT,
             )
         else:
             self.prompt = discord.ui.TextInput(
-                label="New prompt",
+                label=t(locale, "New prompt"),
                 style=discord.TextStyle.paragraph,
                 default=source.prompt[:PROMPT_LIMIT],
                 max_length=PROMPT_LIMIT,
@@ -225,84 +282,32 @@ class FollowUpModal(discord.ui.Modal):
             self.seconds = discord.ui.Select(
                 options=[
                     discord.SelectOption(
-                        label=f"{s} more seconds",
+                        label=t(locale, "{seconds} more seconds", seconds=s),
                         value=s,
-                        description=self._price(source, s),
+                        description=actions.price(source, s),
                         default=i == 0,
                     )
                     for i, s in enumerate(EXTEND_SECONDS)
                 ],
                 required=True,
             )
-            self.add_item(discord.ui.Label(text="Seconds to add", component=self.seconds))
-
-    def _price(self, source: Job, seconds: str) -> str | None:
-        try:
-            return format_dollars(self.bot.catalog.cost_micros(source.model, source.size, seconds))
-        except KeyError:
-            return None
+            self.add_item(
+                discord.ui.Label(text=t(locale, "Seconds to add"), component=self.seconds)
+            )
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        bot = self.bot
-        prompt = self.prompt.value.strip()
-        if not prompt:
-            await refuse(interaction, "The prompt is empty.")
-            return
         seconds = None
         if self.seconds is not None:
             seconds = self.seconds.values[0] if self.seconds.values else EXTEND_SECONDS[0]
-        source = await bot.store.get_job(self.source_id)
-        if source is None:
-            await refuse(interaction, "The video this was made from is no longer known.")
-            return
-        async with acknowledged(bot, interaction):
-            result = await bot.jobs.submit_followup(
-                origin_of(interaction), source, self.kind, prompt, seconds=seconds
-            )
-            if isinstance(result, Refused):
-                await refuse(interaction, result.message)
-                return
-            await present_job(bot, interaction, result, source)
+        await self.actions.follow_up(
+            interaction, self.source_id, self.kind, self.prompt.value.strip(), seconds
+        )
 
     async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item
         self, interaction: discord.Interaction, error: Exception, /
     ) -> None:
-        await report_failure(interaction, error, f"{self.kind} of job {self.source_id}")
-
-
-async def delete_video(bot: VideoBot, interaction: discord.Interaction, job: Job) -> None:
-    """Delete the video at the API, then take the attachment and the buttons off the message."""
-    if not bot.backend.client.caps.delete:
-        await tell(interaction, "The video service here can't delete videos.")
-        return
-    if job.api_video_id is None:
-        await tell(interaction, "This job has no video to delete.")
-        return
-    # The API call may take longer than Discord waits for an answer; the message stays as it is
-    # until the video is really gone.
-    await interaction.response.defer()
-    try:
-        await bot.backend.client.delete(job.api_video_id)
-    except NotFoundError:
-        log.info("job %s: video %s was already gone", job.id, job.api_video_id)
-    except VideoAPIError as exc:
-        log.warning("job %s: deleting video %s failed: %s", job.id, job.api_video_id, exc)
-        await notify(
-            interaction,
-            "The video service could not delete the video just now; nothing was changed. "
-            "Try again in a while.",
-        )
-        return
-    log.info("job %s: video %s deleted by its owner", job.id, job.api_video_id)
-    message = interaction.message
-    shown = message.embeds[0] if message is not None and message.embeds else None
-    await interaction.edit_original_response(embed=deleted_embed(shown), attachments=[], view=None)
+        await report(interaction, error, f"{self.kind} of job {self.source_id}")
 
 
 async def setup(bot: VideoBot) -> None:
-    # Persistent: every button of this shape, on any message however old, reaches this class.
-    bot.add_dynamic_items(JobActionButton)
-
-
-async def teardown(bot: VideoBot) -> None:
-    bot.remove_dynamic_items(JobActionButton)
+    await bot.add_cog(JobActions(bot))

@@ -10,30 +10,29 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
-from bot.catalog import SEED_LIMIT, Catalog, NotOffered, size_label
-from bot.options import option_refusal
-from bot.prompt import clean_prompt, prompt_problem
+from bot.catalog import SEED_LIMIT, Catalog
+from bot.notice import Code, Notice, notice
 from bot.reference import ReferenceRejected, check_declared_size
-from cogs.actions import PROMPT_LIMIT, bot_of, report_failure
-from cogs.video import (
-    CHOICE_LIMIT,
+from discordbot.client import VideoBot
+from discordbot.i18n import Locale, plain_text, t, text
+from discordbot.menus import CHOICE_LIMIT, seconds_label, size_label
+from discordbot.notices import report, tell
+from discordbot.requests import (
+    PROMPT_LIMIT,
     REFERENCE_LIMIT_BYTES,
     TOKEN_LIFETIME,
-    acknowledged,
-    fetch_reference,
-    passes_precheck,
-    refuse,
-    submit_and_present,
+    Checked,
+    RequestFlow,
+    checked_request,
+    image_refusal,
 )
-
-if TYPE_CHECKING:
-    from discordbot.client import VideoBot
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +44,11 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
 CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 ATTACHMENT_PATHS = ("/attachments/", "/ephemeral-attachments/")
 
-NO_IMAGE = (
+NO_IMAGE = notice(
     "That message has no image to animate. Use **Animate image** on a message with an image "
     "attachment (png, jpeg, webp or gif)."
 )
-FOREIGN_IMAGE = (
+FOREIGN_IMAGE = notice(
     "That image is not stored on Discord, and the bot only fetches images from Discord. "
     "Upload the picture itself, then use **Animate image** on that message."
 )
@@ -87,7 +86,7 @@ def is_discord_attachment_url(url: str) -> bool:
     return (parts.scheme, parts.hostname, port) == (base.scheme, base.hostname, base.port)
 
 
-def find_image(message: discord.Message) -> ImageSource | str:
+def find_image(message: discord.Message) -> ImageSource | Notice:
     """The image to animate, or why there is none (for the member)."""
     for attachment in message.attachments:
         if _is_image_attachment(attachment):
@@ -114,12 +113,14 @@ def _pick(select: discord.ui.Select[Any]) -> str | None:
 SHAPE_MARK = "@"
 
 
-def size_options(catalog: Catalog) -> list[discord.SelectOption]:
+def size_options(catalog: Catalog, locale: Locale = None) -> list[discord.SelectOption]:
     """The size menu: every size, or, when there are more than a menu holds, every aspect ratio
     at every resolution some model makes (each model maps them onto its own sizes)."""
     sizes = catalog.all_sizes()
     if len(sizes) <= CHOICE_LIMIT:
-        return [discord.SelectOption(label=size_label(s), value=s) for s in sizes]
+        return [
+            discord.SelectOption(label=plain_text(locale, size_label(s)), value=s) for s in sizes
+        ]
     offered = {
         shape
         for spec in catalog.models
@@ -127,7 +128,10 @@ def size_options(catalog: Catalog) -> list[discord.SelectOption]:
         if (shape := spec.shape_of(size)) is not None
     }
     return [
-        discord.SelectOption(label=f"{aspect} at {res}", value=f"{aspect}{SHAPE_MARK}{res}")
+        discord.SelectOption(
+            label=t(locale, "{aspect} at {resolution}", aspect=aspect, resolution=res),
+            value=f"{aspect}{SHAPE_MARK}{res}",
+        )
         for res in catalog.all_resolutions()
         for aspect in catalog.all_aspect_ratios()
         if (aspect, res) in offered
@@ -135,9 +139,12 @@ def size_options(catalog: Catalog) -> list[discord.SelectOption]:
 
 
 # The options field of the form (a modal holds five fields, all taken by the prompt, the three
-# menus and the fit, so where some model takes options they share one field with the fit).
-OPTIONS_LABEL = "Options"
-OPTIONS_HELP = "One per line: seed 1234 · sound on / sound off · avoid: what not to show · pad"
+# menus and the fit, so where some model takes options they share one field with the fit). Its
+# keywords (seed, sound on, avoid:, pad) are read in English whatever the member's language.
+OPTIONS_LABEL = notice("Options")
+OPTIONS_HELP = notice(
+    "One per line: seed 1234 · sound on / sound off · avoid: what not to show · pad"
+)
 OPTIONS_LIMIT = 2100
 _AVOID_WORDS = ("avoid", "negative", "negative prompt", "not")
 _SOUND_WORDS = {
@@ -152,6 +159,14 @@ _SOUND_WORDS = {
 }
 
 
+_OPTION_NAMES = {
+    "negative_prompt": notice("negative prompt"),
+    "fit": notice("fit"),
+    "sound": notice("sound"),
+    "seed": notice("seed"),
+}
+
+
 @dataclass(frozen=True)
 class FormOptions:
     """What a member wrote in the form's options field."""
@@ -162,7 +177,7 @@ class FormOptions:
     sound: bool | None = None
 
 
-def parse_options(text: str) -> FormOptions | str:
+def parse_options(text: str) -> FormOptions | Notice:
     """The options field, one option per line (or separated by `;`), or why it cannot be read
     (for the member)."""
     found: dict[str, Any] = {}
@@ -182,13 +197,20 @@ def parse_options(text: str) -> FormOptions | str:
         elif word.startswith("seed"):
             digits = word.removeprefix("seed").lstrip(" :=")
             if not digits.isdigit() or int(digits) >= SEED_LIMIT:
-                return f"A seed is a whole number from 0 to {SEED_LIMIT - 1}."
+                return notice("A seed is a whole number from 0 to {most}.", most=SEED_LIMIT - 1)
             name, value = "seed", int(digits)
         else:
-            shown = (part if len(part) <= 40 else part[:40] + "…").replace("`", "'")
-            return f"Could not read `{shown}` in {OPTIONS_LABEL}. {OPTIONS_HELP}."
+            shown = part if len(part) <= 40 else part[:40] + "…"
+            return notice(
+                "Could not read {typed} in {field}. {help}.",
+                typed=Code(shown),
+                field=OPTIONS_LABEL,
+                help=OPTIONS_HELP,
+            )
         if name in found:
-            return f"{OPTIONS_LABEL} gives {name.replace('_', ' ')} twice."
+            return notice(
+                "{field} gives {option} twice.", field=OPTIONS_LABEL, option=_OPTION_NAMES[name]
+            )
         found[name] = value
     return FormOptions(**found)
 
@@ -198,49 +220,52 @@ class AnimateModal(discord.ui.Modal):
     them, a negative prompt, a seed and sound on or off); anything left empty takes the model's
     default, as `/video` does."""
 
-    def __init__(self, bot: VideoBot, image: ImageSource) -> None:
-        super().__init__(title="Animate image", timeout=TOKEN_LIFETIME)
-        self.bot = bot
+    def __init__(
+        self, catalog: Catalog, flow: RequestFlow, image: ImageSource, locale: Locale = None
+    ) -> None:
+        super().__init__(title=t(locale, "Animate image"), timeout=TOKEN_LIFETIME)
+        self.catalog = catalog
+        self.flow = flow
         self.image = image
-        catalog = bot.catalog
         self.prompt: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-            label="Prompt",
+            label=t(locale, "Prompt"),
             style=discord.TextStyle.paragraph,
-            placeholder="What should happen in the picture?",
+            placeholder=t(locale, "What should happen in the picture?"),
             max_length=PROMPT_LIMIT,
         )
         self.add_item(self.prompt)
         self.model: discord.ui.Select[AnimateModal] = discord.ui.Select(
-            placeholder=f"{catalog.default.label} unless you choose",
+            placeholder=t(locale, "{model} unless you choose", model=catalog.default.label),
             options=[discord.SelectOption(label=m.label, value=m.id) for m in catalog.models][
                 :CHOICE_LIMIT
             ],
             required=False,
         )
         self.seconds: discord.ui.Select[AnimateModal] = discord.ui.Select(
-            placeholder="The model's default length unless you choose",
+            placeholder=t(locale, "The model's default length unless you choose"),
             options=[
-                discord.SelectOption(label=f"{s} seconds", value=s) for s in catalog.all_seconds()
+                discord.SelectOption(label=plain_text(locale, seconds_label(s)), value=s)
+                for s in catalog.all_seconds()
             ][:CHOICE_LIMIT],
             required=False,
         )
         self.size: discord.ui.Select[AnimateModal] = discord.ui.Select(
-            placeholder="The model's default size unless you choose",
-            options=size_options(catalog),
+            placeholder=t(locale, "The model's default size unless you choose"),
+            options=size_options(catalog, locale),
             required=False,
         )
         self.fit: discord.ui.Select[AnimateModal] = discord.ui.Select(
-            placeholder="Crop to fill unless you choose",
+            placeholder=t(locale, "Crop to fill unless you choose"),
             options=[
-                discord.SelectOption(label="Crop to fill", value="crop"),
-                discord.SelectOption(label="Pad with blurred edges", value="pad"),
+                discord.SelectOption(label=t(locale, "Crop to fill"), value="crop"),
+                discord.SelectOption(label=t(locale, "Pad with blurred edges"), value="pad"),
             ],
             required=False,
         )
         self.options: discord.ui.TextInput[AnimateModal] | None = None
-        self.add_item(discord.ui.Label(text="Model", component=self.model))
-        self.add_item(discord.ui.Label(text="Length", component=self.seconds))
-        self.add_item(discord.ui.Label(text="Size", component=self.size))
+        self.add_item(discord.ui.Label(text=t(locale, "Model"), component=self.model))
+        self.add_item(discord.ui.Label(text=t(locale, "Length"), component=self.seconds))
+        self.add_item(discord.ui.Label(text=t(locale, "Size"), component=self.size))
         if any(
             m.options.negative_prompt or m.options.seed or m.options.audio for m in catalog.models
         ):
@@ -252,35 +277,18 @@ class AnimateModal(discord.ui.Modal):
             )
             self.add_item(
                 discord.ui.Label(
-                    text=OPTIONS_LABEL, description=OPTIONS_HELP, component=self.options
+                    text=text(locale, OPTIONS_LABEL),
+                    description=text(locale, OPTIONS_HELP),
+                    component=self.options,
                 )
             )
         else:
-            self.add_item(discord.ui.Label(text="Fitting the image", component=self.fit))
+            self.add_item(discord.ui.Label(text=t(locale, "Fitting the image"), component=self.fit))
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        bot = self.bot
-        catalog = bot.catalog
-        text = clean_prompt(self.prompt.value)
-        problem = prompt_problem(text)
-        if problem:
-            await refuse(interaction, problem)
-            return
         extras = parse_options(self.options.value) if self.options is not None else FormOptions()
-        if isinstance(extras, str):
-            await refuse(interaction, extras)
-            return
-        fit = extras.fit or _pick(self.fit)
-        avoid = clean_prompt(extras.negative_prompt) if extras.negative_prompt else None
-        model = _pick(self.model)
-        spec = catalog.get(model) if model else catalog.default
-        problem = (
-            option_refusal(spec, negative_prompt=avoid, seed=extras.seed, audio=extras.sound)
-            if spec is not None
-            else None
-        )
-        if problem:
-            await refuse(interaction, problem)
+        if isinstance(extras, Notice):
+            await tell(interaction, extras)
             return
         # The size menu holds sizes, or aspect ratio @ resolution when sizes are too many.
         size = _pick(self.size)
@@ -289,65 +297,80 @@ class AnimateModal(discord.ui.Modal):
         if size is not None and SHAPE_MARK in size:
             aspect, _, resolution = size.partition(SHAPE_MARK)
             size = None
-        try:
-            picked = catalog.resolve(
-                model,
-                _pick(self.seconds),
-                size,
-                aspect_ratio=aspect,
-                resolution=resolution,
-                negative_prompt=avoid,
-                seed=extras.seed,
-                audio=extras.sound,
-            )
-        except NotOffered as exc:
-            await refuse(interaction, str(exc))
+        checked = checked_request(
+            self.catalog,
+            self.prompt.value,
+            model=_pick(self.model),
+            seconds=_pick(self.seconds),
+            size=size,
+            aspect_ratio=aspect,
+            resolution=resolution,
+            negative_prompt=extras.negative_prompt,
+            seed=extras.seed,
+            sound=extras.sound,
+        )
+        if not isinstance(checked, Checked):
+            await tell(interaction, checked)
             return
-        dims = picked.size
-        async with acknowledged(bot, interaction):
-            request = picked.request(text, sound_asked=extras.sound is not None)
-            if not await passes_precheck(bot, interaction, request):
+        request = checked.request
+        fit = extras.fit or _pick(self.fit)
+        flow = self.flow
+        async with flow.acknowledged(interaction):
+            if not await flow.passes_precheck(interaction, request):
                 return
-            fitted = await fetch_reference(
-                bot,
+            fitted = await flow.fetch_reference(
                 interaction,
                 self.image.url,
-                dims,
+                checked.size,
                 mode="pad" if fit == "pad" else "crop",
                 declared_size=self.image.declared_size,
             )
             if fitted is None:
                 return
-            await submit_and_present(bot, interaction, request, fitted)
+            await flow.submit_and_present(interaction, request, fitted)
 
     async def on_error(  # type: ignore[override]  # discord.py's Modal takes no item
         self, interaction: discord.Interaction, error: Exception, /
     ) -> None:
-        await report_failure(interaction, error, COMMAND_NAME)
+        await report(interaction, error, COMMAND_NAME)
 
 
-async def animate_image(interaction: discord.Interaction, message: discord.Message) -> None:
-    found = find_image(message)
-    if isinstance(found, str):
-        await refuse(interaction, found)
-        return
-    if found.declared_size is not None:
-        try:
-            check_declared_size(found.declared_size, REFERENCE_LIMIT_BYTES)
-        except ReferenceRejected as exc:
-            await refuse(interaction, f"That image can't be used: {exc.reason}")
+class AnimateImage(commands.Cog):
+    """Apps -> "Animate image" on a message. A context menu cannot be a cog's decorated method
+    in discord.py, so the cog adds it to the tree in `cog_load` and removes it in
+    `cog_unload`."""
+
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+        self.catalog = bot.services.catalog
+        self.flow = RequestFlow(bot.services, bot.cdn, bot.decoder, bot.sink)
+        self.menu = app_commands.ContextMenu(name=COMMAND_NAME, callback=self.animate_image)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def animate_image(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        found = find_image(message)
+        if isinstance(found, Notice):
+            await tell(interaction, found)
             return
-    # The modal must be the first answer (within 3 seconds): the download waits for its submit.
-    await interaction.response.send_modal(AnimateModal(bot_of(interaction), found))
-
-
-def build_animate_command() -> app_commands.ContextMenu:
-    return app_commands.ContextMenu(name=COMMAND_NAME, callback=animate_image)
+        if found.declared_size is not None:
+            try:
+                check_declared_size(found.declared_size, REFERENCE_LIMIT_BYTES)
+            except ReferenceRejected as exc:
+                await tell(interaction, image_refusal(exc.notice))
+                return
+        # The modal must be the first answer (within 3 seconds): the download waits for its
+        # submit.
+        await interaction.response.send_modal(
+            AnimateModal(self.catalog, self.flow, found, interaction.locale)
+        )
 
 
 async def setup(bot: VideoBot) -> None:
-    bot.tree.add_command(build_animate_command())
-
-
-async def teardown(bot: VideoBot) -> None:
-    bot.tree.remove_command(COMMAND_NAME, type=discord.AppCommandType.message)
+    await bot.add_cog(AnimateImage(bot))

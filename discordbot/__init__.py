@@ -1,3 +1,6 @@
-"""The Discord layer's own parts: the client subclass, the sink that shows jobs in Discord, the
-wording and embeds, the access gate and the capped attachment reader. It depends on the core
-(`bot`); the core never imports it. Commands live beside it in `cogs/`, one Cog per feature."""
+"""The Discord layer's own parts: the client subclass (`client`), the sink that shows jobs in
+Discord (`sink`), embeds and wording (`render`, `budgets`, `audit`, `markup`), private notices
+(`notices`), the buttons as shown (`buttons`), the catalog's menus (`menus`), a request's way from
+an interaction to a job (`requests`), the access gate (`access`), the admin checks (`checks`) and
+the capped attachment reader. It depends on the core (`bot`); the core never imports it, and it
+never imports the commands, which live beside it in `cogs/`, one Cog per feature."""

@@ -8,16 +8,15 @@ can spend nothing. `/video-owner` stays open to the owners everywhere.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 
 from bot.access import Denied, check_access
-from discordbot.render import notice_embed
-
-if TYPE_CHECKING:
-    from discordbot.client import VideoBot
+from bot.notice import notice
+from discordbot.host import Host
+from discordbot.notices import tell
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +24,20 @@ log = logging.getLogger(__name__)
 UNGATED = frozenset({"video-owner"})
 
 WORDS = {
-    Denied.GUILD_NOT_ALLOWED: "This bot is not enabled in this server. Its owner chooses "
-    "the servers where it makes videos.",
-    Denied.DMS_OFF: "This bot does not take requests in direct messages. Use it in a server "
-    "where it is enabled.",
+    Denied.GUILD_NOT_ALLOWED: notice(
+        "This bot is not enabled in this server. Its owner chooses the servers where it makes "
+        "videos."
+    ),
+    Denied.DMS_OFF: notice(
+        "This bot does not take requests in direct messages. Use it in a server where it is "
+        "enabled."
+    ),
 }
 
 
 def denial(interaction: discord.Interaction[Any]) -> Denied | None:
-    bot: VideoBot = interaction.client
-    settings = bot.settings
+    host: Host = interaction.client
+    settings = host.settings
     return check_access(
         interaction.guild_id,
         allowed_guilds=settings.allowed_guild_ids,
@@ -54,11 +57,7 @@ async def admitted(interaction: discord.Interaction[Any]) -> bool:
         interaction.guild_id,
         why.value,
     )
-    embed = notice_embed(WORDS[why])
-    if interaction.response.is_done():
-        await interaction.followup.send(embed=embed, ephemeral=True)
-    else:
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+    await tell(interaction, WORDS[why])
     return False
 
 

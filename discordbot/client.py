@@ -1,5 +1,5 @@
-"""The bot process: one database, one HTTP client and one tracker, opened in `setup_hook` and
-closed in reverse order in `close()`."""
+"""The bot process: the Discord client, which opens the core's services and loads every feature's
+Cog in `setup_hook`, and closes them in reverse order, after Discord, in `close()`."""
 
 from __future__ import annotations
 
@@ -9,35 +9,40 @@ import json
 import logging
 import sys
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import discord
 from discord.ext import commands
 
-from bot.backend import Backend, open_backend
+from bot.backend import Backend
 from bot.catalog import Catalog
 from bot.cooldown import Cooldown
-from bot.delivery import Deliverer, DeliverySink
-from bot.discovery import choose_catalog
-from bot.files import make_private_tree
-from bot.memory import MemoryReleaser
+from bot.delivery import Deliverer
 from bot.quota import QuotaPolicy
 from bot.reference import DecodeGate
+from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.store import Store
 from bot.submit import JobService
 from bot.tracker import Tracker
 from discordbot.access import GatedTree, command_contexts, command_installs
+from discordbot.i18n import catalogs_digest
+from discordbot.sink import DiscordSink
+from discordbot.translator import CatalogTranslator
 
 log = logging.getLogger(__name__)
 
+# Every feature's Cog, loaded in this order by `setup_hook` (their commands are synced after).
 EXTENSIONS = (
     "cogs.video",
     "cogs.history",
     "cogs.quota",
     "cogs.admin",
+    # After cogs.admin, in this order: each attaches its group to `/video-admin`.
+    "cogs.admin_quota",
+    "cogs.admin_settings",
+    "cogs.owner",
     "cogs.actions",
     "cogs.animate",
     "cogs.errors",
@@ -48,19 +53,16 @@ DISCORD_CONNECTIONS = 32
 
 
 class VideoBot(commands.Bot):
-    """Everything process-wide hangs off this object; cogs reach the core through it."""
+    """The Discord client. Its resources open in one place, `setup_hook` (the CDN session, then
+    the core's services, on one exit stack), and close in reverse order in `close()`, after the
+    connection to Discord. Cogs take what they need from it once, when they are made."""
 
-    store: Store
-    backend: Backend
-    tracker: Tracker
-    jobs: JobService
-    deliverer: Deliverer
-    quota: QuotaPolicy
-    catalog: Catalog
     # Members' images from Discord's CDN, read with a size cap (see discordbot/attachments.py).
     cdn: aiohttp.ClientSession
+    # Where jobs are shown in Discord; the services deliver through it.
+    sink: DiscordSink
 
-    def __init__(self, settings: Settings, *, sink_factory: Any = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
@@ -75,10 +77,9 @@ class VideoBot(commands.Bot):
             allowed_installs=command_installs(),
         )
         self.settings = settings
-        self.catalog = settings.catalog()
         self._stack = AsyncExitStack()
-        self._sink_factory = sink_factory
-        self.memory = MemoryReleaser()
+        self._services: Services | None = None
+        self._closing: asyncio.Task[None] | None = None
         self.decoder = DecodeGate(settings.reference_max_decodes)
         self.show_again = Cooldown(settings.show_again_cooldown_seconds)
 
@@ -89,86 +90,89 @@ class VideoBot(commands.Bot):
         self.http.connector = aiohttp.TCPConnector(limit=DISCORD_CONNECTIONS)
         await super().login(token)
 
+    # ------------------------------------------------------------------ the core's services
+
     @property
-    def data_dir(self) -> Path:
-        return Path(self.settings.data_dir)
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("the bot's services open in setup_hook")
+        return self._services
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog in use: the one the services settled on (the owner's, discovered or
+        bundled); before they open, the one the settings name."""
+        if self._services is None:
+            return self.settings.catalog()
+        return self._services.catalog
+
+    # Shortcuts for scripts and tests; cogs take `services` once.
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    @property
+    def backend(self) -> Backend:
+        return self.services.backend
+
+    @property
+    def jobs(self) -> JobService:
+        return self.services.jobs
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.services.tracker
+
+    @property
+    def deliverer(self) -> Deliverer:
+        return self.services.deliverer
+
+    @property
+    def quota(self) -> QuotaPolicy:
+        return self.services.quota
+
+    # ------------------------------------------------------------------ start and stop
 
     async def setup_hook(self) -> None:
-        settings = self.settings
-        # Owner-only, whatever the umask and whatever an older version left (see bot/files.py).
-        await asyncio.to_thread(make_private_tree, self.data_dir)
-        self.store = await Store.open(self.data_dir / "bot.sqlite3")
-        self._stack.push_async_callback(self.store.close)
-        self.cdn = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=8), headers={"User-Agent": "discord-video-bot"}
+        stack = self._stack
+        self.cdn = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=8), headers={"User-Agent": "discord-video-bot"}
+            )
         )
-        self._stack.push_async_callback(self.cdn.close)
-        # Logs one line saying which backend (the simulator, or the server and its profile).
-        self.backend = await open_backend(settings, self._stack)
-        # The owner's catalog, else what the server says it serves (bot/discovery.py), else the
-        # bundled one; the commands below offer it, re-synced only when it changed.
-        offered = await choose_catalog(settings, self.backend.client, self.backend.profile)
-        self.catalog = offered.catalog
-        self.backend.use_catalog(self.catalog)
-        log.info("catalog: %s", offered.origin)
-        from discordbot.sink import DiscordSink  # noqa: PLC0415 - cogs import this module
-
-        sink: DeliverySink = (self._sink_factory or DiscordSink)(self)
-        self.deliverer = Deliverer(
-            self.store,
-            self.backend.client,
-            sink,
-            self.data_dir,
-            max_attempts=settings.delivery_max_attempts,
-        )
-        self.tracker = Tracker(
-            self.store,
-            self.backend.client,
-            self.deliverer,
-            interval=settings.poll_interval_seconds,
-            create_grace=settings.create_grace_seconds,
-        )
-        self.quota = QuotaPolicy.from_settings(settings, self.store)
-        self.jobs = JobService(
-            self.store,
-            self.backend.client,
-            self.catalog,
-            self.tracker,
-            self.data_dir,
-            policy=self.quota,
-            deadline_seconds=settings.job_deadline_minutes * 60,
-            max_concurrent=self.quota.max_concurrent,
-        )
-
-        # Each tracker round (and each wake) starts queued jobs, then retries deliveries that
-        # failed earlier (a Discord outage, a download error), so none waits for a restart,
-        # and hands what the last round freed back to the system (see bot/memory.py).
-        async def each_round() -> None:
-            await self.jobs.start_queued()
-            await self.deliverer.sweep()
-            await self.memory.release()
-
-        self.tracker.before_round = each_round
-        for ext in EXTENSIONS:
-            await self.load_extension(ext)
+        self.sink = DiscordSink(self, self)
+        self._services = await stack.enter_async_context(open_services(self.settings, self.sink))
+        # Before the commands are added and synced: discord.py asks it while building the
+        # payload it syncs (names, descriptions and choices in each member's language).
+        await self.tree.set_translator(CatalogTranslator())
+        for extension in EXTENSIONS:
+            try:
+                await self.load_extension(extension)
+            except commands.ExtensionError:
+                log.exception("could not load %s", extension)
+                raise
         await self.sync_commands()
         await self.warn_if_public()
         await self.deliverer.resume()
         for intake in await self.store.unrecorded_intakes():
             # Told first, forgotten after: telling twice only edits the same reply again.
-            await sink.answer_unrecorded(intake)
+            await self.sink.answer_unrecorded(intake)
             await self.store.drop_intake(intake.interaction_id)
-        self.tracker.start()
+        self.services.start()
 
     async def close(self) -> None:
-        # Reverse order of setup: stop producing work, finish or cancel deliveries, then close
-        # the HTTP client and the database (the exit stack), then the gateway.
-        if hasattr(self, "tracker"):
-            await self.tracker.stop()
-        if hasattr(self, "deliverer"):
-            await self.deliverer.tasks.cancel_all()
-        await self._stack.aclose()
-        await super().close()
+        # Once, however many callers: the connection to Discord first (no new interactions),
+        # then what setup_hook opened, in reverse (the tracker and deliveries stop, then the
+        # core closes; then the CDN session).
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self._stack.aclose()
 
     async def warn_if_public(self) -> None:
         """Say at start when anyone may add the bot to a server and spend on it there."""
@@ -195,6 +199,8 @@ class VideoBot(commands.Bot):
         payload = {
             "commands": self._command_payload(),
             "guilds": sorted(self.settings.discord_guild_ids),
+            # The localizations synced with the commands come from the catalogs.
+            "translations": catalogs_digest(),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -12,18 +12,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import discord
 
 from bot.delivery import Result
 from bot.jobview import JobView, job_view
+from bot.notice import Notice, notice
+from bot.queueview import Outlook
 from bot.store import Intake, Job
-from cogs.actions import actions_view
-from discordbot.render import job_embed, notice_embed, source_line
-
-if TYPE_CHECKING:
-    from discordbot.client import VideoBot
+from discordbot.buttons import actions_view, cancel_view
+from discordbot.host import Host
+from discordbot.i18n import t, text
+from discordbot.notices import notice_embed
+from discordbot.render import Standing, job_embed, source_line, standing_of
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,16 @@ EDIT_TIMEOUT = 60.0
 ORIGINAL = cast(int, "@original")  # discord.py formats the id into the URL; Discord wants this
 
 
+# What a job's message shows: its view, where it stands, and whether Cancel is on it.
+_Shown = tuple[JobView, Standing | None, bool]
+
+
 @dataclass
 class _MessageState:
-    shown: JobView | None = None
+    shown: _Shown | None = None
     last_edit: float = 0.0
-    pending: Job | None = None
+    # The newest state (and outlook) waiting for the edit interval; it replaces an older one.
+    pending: tuple[Job, Outlook | None] | None = None
     timer: asyncio.Task[None] | None = field(default=None, repr=False)
     # Held while an edit is under way; the result takes it too, so no progress edit can land
     # after the result, and `closed` keeps any later one from starting.
@@ -56,79 +63,106 @@ class DiscordSink:
     MIN_EDIT_INTERVAL = 3.0
     ELAPSED_STEP = 10
 
-    def __init__(self, bot: VideoBot, *, clock: Any = time.time) -> None:
-        self.bot = bot
+    def __init__(self, client: discord.Client, host: Host, *, clock: Any = time.time) -> None:
+        # `client` reaches Discord; `host` has the core's services (opened after this sink,
+        # which they deliver through).
+        self.client = client
+        self.host = host
         self.clock = clock
         self._messages: dict[int, _MessageState] = {}
 
     # ------------------------------------------------------------------ progress
 
-    async def show_progress(self, job: Job) -> None:
+    def first_shown(self, job_id: int) -> None:
+        """The job's first look reached Discord just now (the command's own reply): the first
+        progress edit keeps the interval from it."""
+        state = self._messages.setdefault(job_id, _MessageState())
+        state.last_edit = max(state.last_edit, self.clock())
+
+    async def show_progress(self, job: Job, outlook: Outlook | None = None) -> None:
+        """Edit the job's message to show `job` and, from `outlook`, its place in line, when it
+        should be done and an estimated bar; with Cancel while cancelling it is offered."""
         state = self._messages.get(job.id)
         if state is None:
-            # The command posted the job's first embed as soon as the create was sent: count
-            # that as this message's last edit, so the first progress edit keeps its distance.
+            # A job shown before this process started (or whose first look is still on its
+            # way): its first embed went out when the create was sent, at the earliest.
             first = job.create_attempted_at or job.created_at
             state = self._messages[job.id] = _MessageState(last_edit=first)
-        now = self.clock()
-        wait = state.last_edit + self.MIN_EDIT_INTERVAL - now
-        if wait > 0:
-            # Coalesce: remember the newest state and edit once when the interval has passed.
-            state.pending = job
-            if state.timer is None:
-                state.timer = asyncio.create_task(self._edit_later(job.id, wait))
+        # The newest state replaces any older one still waiting for the interval.
+        state.pending = (job, outlook)
+        if state.timer is not None:
             return
-        await self._show_now(job, state)
+        if state.last_edit + self.MIN_EDIT_INTERVAL > self.clock():
+            state.timer = asyncio.create_task(self._edit_later(job.id))
+            return
+        state.pending = None
+        await self._show_now(job, outlook, state)
 
-    async def _edit_later(self, job_id: int, wait: float) -> None:
-        await asyncio.sleep(wait)
-        state = self._messages.get(job_id)
-        if state is None:
-            return
+    async def _edit_later(self, job_id: int) -> None:
+        # Until the interval since the last edit has passed; an edit or a first look recorded
+        # meanwhile moves the end of the wait.
+        while True:
+            state = self._messages.get(job_id)
+            if state is None:
+                return
+            wait = state.last_edit + self.MIN_EDIT_INTERVAL - self.clock()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
         state.timer = None
-        job, state.pending = state.pending, None
-        if job is not None:
+        pending, state.pending = state.pending, None
+        if pending is not None:
+            job, outlook = pending
             try:
                 # Bounded: an edit Discord never answers must not keep the message's lock (the
                 # result waits for it).
-                await asyncio.wait_for(self._show_now(job, state), EDIT_TIMEOUT)
+                await asyncio.wait_for(self._show_now(job, outlook, state), EDIT_TIMEOUT)
             except Exception:
                 log.exception("progress edit for job %s failed", job_id)
 
-    async def _show_now(self, job: Job, state: _MessageState) -> None:
+    async def _show_now(self, job: Job, outlook: Outlook | None, state: _MessageState) -> None:
         # Claim the edit slot before the first await: a progress update arriving meanwhile then
         # waits for the interval instead of editing the same message a moment later.
         previous, state.last_edit = state.last_edit, self.clock()
         async with state.lock:
             if state.closed:
                 return  # the result is being (or has been) posted
-            queue_position = await self.bot.store.queue_position(job.id)
+            services = self.host.services
+            place = outlook.place if outlook is not None else None
+            if place is None and job.state == "queued_local":
+                place = await services.store.queue_position(job.id)
+            # The place is shown by `standing` ("2nd in line"), not by the view's status.
             view = job_view(
                 job,
                 now=self.clock(),
-                queue_position=queue_position,
-                service_ok=self.bot.tracker.service_ok,
+                service_ok=services.tracker.service_ok,
                 elapsed_step=self.ELAPSED_STEP,
             )
-            if view == state.shown:
+            standing = standing_of(job, outlook, place)
+            buttons = cancel_view(job, services.backend.client.caps)
+            shown: _Shown = (view, standing, buttons is not None)
+            if shown == state.shown:
                 state.last_edit = previous  # nothing was sent, so the slot is still free
                 return
             if self._token_alive(job):
-                embed = job_embed(view, source=await self._source(job))
+                embed = job_embed(
+                    view, source=await self._source(job), standing=standing, locale=job.locale
+                )
                 try:
-                    await self._webhook(job).edit_message(ORIGINAL, embed=embed)
+                    # Cancel while it is offered; `view=None` takes it off the message.
+                    await self._webhook(job).edit_message(ORIGINAL, embed=embed, view=buttons)
                 except discord.HTTPException as exc:
                     if not _token_dead(exc):
                         # Not marked as shown: the job's next change tries this edit again.
                         raise
-                    await self.bot.store.clear_token(job.id)
+                    await self.host.services.store.clear_token(job.id)
                 else:
-                    state.shown = view
+                    state.shown = shown
                     return
             # Past the token's life the original reply can no longer be edited; progress then
             # waits for the result, which is posted as a new message (a status message per poll
             # would spam).
-            state.shown = view
+            state.shown = shown
 
     # ------------------------------------------------------------------ results
 
@@ -144,13 +178,25 @@ class DiscordSink:
             thumb_name = f"thumbnail-{job.id}{result.thumbnail.suffix}"
         # The thumbnail is the embed's picture (Discord shows no preview of an mp4 inside an
         # embed); with the video too large, it is what the member sees instead.
-        embed = job_embed(view, thumbnail_name=thumb_name, source=await self._source(job))
+        embed = job_embed(
+            view,
+            thumbnail_name=thumb_name,
+            source=await self._source(job),
+            cancelled=job.cancelled,
+            locale=job.locale,
+        )
         for extra in (result.note, result.failure):
-            if extra and extra not in (view.note or ""):
-                embed.add_field(name="Note", value=extra[:1024], inline=False)
-        # Remix, Extend and Delete under a video that arrived (or its preview, when too large).
+            # A failure the job's own view already says is not said twice.
+            if extra is not None and text(None, extra) not in text(None, view.note or ""):
+                embed.add_field(
+                    name=t(job.locale, "Note"), value=text(job.locale, extra)[:1024], inline=False
+                )
+        # Remix, Extend and Delete under a video that arrived (or its preview, when too large);
+        # none under a failure, which takes Cancel off the message.
         buttons = (
-            actions_view(job, self.bot.backend.client.caps) if result.failure is None else None
+            actions_view(job, self.host.services.backend.client.caps)
+            if result.failure is None
+            else None
         )
 
         def attachments() -> list[discord.File]:
@@ -172,23 +218,28 @@ class DiscordSink:
             except discord.HTTPException as exc:
                 if not _token_dead(exc):
                     raise
-                await self.bot.store.clear_token(job.id)
+                await self.host.services.store.clear_token(job.id)
             finally:
                 for f in files:
                     f.close()
+        if job.cancelled:
+            # Its member cancelled it with the button on the job's message, and the click's own
+            # answer shows it there (cogs/actions.py): a reply saying so again would be noise.
+            return job.response_message_id
         done = view.tone == "done" and result.failure is None
-        text = "your video is ready" if done else "your video could not be made"
-        return await self._post_reply(job, text, embed, attachments, buttons)
+        said = notice("your video is ready") if done else notice("your video could not be made")
+        return await self._post_reply(job, said, embed, attachments, buttons)
 
     async def _post_reply(
         self,
         job: Job,
-        text: str,
+        said: Notice,
         embed: discord.Embed,
         attachments: Any,
         buttons: discord.ui.View | None = None,
     ) -> int:
-        """A new message replying to the original, mentioning only the job's owner."""
+        """A new message replying to the original, mentioning only the job's owner, in their
+        language."""
         mention = discord.AllowedMentions(
             users=[discord.Object(id=job.user_id)], everyone=False, roles=False, replied_user=False
         )
@@ -204,12 +255,12 @@ class DiscordSink:
         # sending and recording the delivery does not post the result twice.
         nonce = f"job{job.id}"[:25]
         try:
-            channel = self.bot.get_channel(job.channel_id) or await self.bot.fetch_channel(
+            channel = self.client.get_channel(job.channel_id) or await self.client.fetch_channel(
                 job.channel_id
             )
             assert isinstance(channel, discord.abc.Messageable)
             kwargs: dict[str, Any] = {
-                "content": f"<@{job.user_id}> {text}",
+                "content": t(job.locale, "{member} {news}", member=f"<@{job.user_id}>", news=said),
                 "embed": embed,
                 "files": attachments(),
                 "allowed_mentions": mention,
@@ -223,12 +274,12 @@ class DiscordSink:
             return message.id
         except (discord.Forbidden, discord.NotFound, AssertionError):
             log.info("job %s: channel unusable, sending the result by DM", job.id)
-        user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+        user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
         dm_kwargs: dict[str, Any] = {}
         if buttons is not None:
             dm_kwargs["view"] = buttons
         dm = await user.send(
-            content=f"About your /video request: {text}",
+            content=t(job.locale, "About your /video request: {news}", news=said),
             embed=embed,
             files=attachments(),
             nonce=nonce,
@@ -241,14 +292,17 @@ class DiscordSink:
         between) that nothing was made or charged. False when the token could not be used."""
         if intake.token_expires_at - TOKEN_MARGIN <= self.clock():
             return False
-        webhook = discord.Webhook.partial(intake.application_id, intake.token, client=self.bot)
+        webhook = discord.Webhook.partial(intake.application_id, intake.token, client=self.client)
         try:
             await webhook.edit_message(
                 ORIGINAL,
                 content=None,
                 embed=notice_embed(
-                    "The bot restarted before your request was recorded. Nothing was sent to "
-                    "the video service and nothing was charged; please send it again."
+                    notice(
+                        "The bot restarted before your request was recorded. Nothing was sent "
+                        "to the video service and nothing was charged; please send it again."
+                    ),
+                    locale=intake.locale,
                 ),
             )
         except discord.HTTPException as exc:
@@ -267,12 +321,15 @@ class DiscordSink:
             if original is not None and self._carries_result(job, original):
                 return original.id
         try:
-            channel = self.bot.get_channel(job.channel_id) or await self.bot.fetch_channel(
+            channel = self.client.get_channel(job.channel_id) or await self.client.fetch_channel(
                 job.channel_id
             )
             if not isinstance(channel, discord.abc.Messageable):
                 return None
-            own_ids = {self.bot.application_id, self.bot.user.id if self.bot.user else None}
+            own_ids = {
+                self.client.application_id,
+                self.client.user.id if self.client.user else None,
+            }
             async for message in channel.history(limit=RESULT_SEARCH_LIMIT):
                 if message.author.id in own_ids and self._carries_result(job, message):
                     return message.id
@@ -284,11 +341,16 @@ class DiscordSink:
     def _carries_result(job: Job, message: discord.Message) -> bool:
         if any(a.filename == f"video-{job.id}.mp4" for a in message.attachments):
             return True
-        # A failure or an over-limit result has no video; its embed names the job and its outcome.
+        # A failure or an over-limit result has no video; its embed names the job and its outcome
+        # (in the member's language, or in English when it was written before that was known).
+        marks = {
+            (t(locale, "job {id}", id=job.id) + " ", t(locale, "Note"))
+            for locale in (None, job.locale)
+        }
         return any(
-            (e.footer.text or "").startswith(f"job {job.id} ")
-            and any(f.name == "Note" for f in e.fields)
+            (e.footer.text or "").startswith(job_mark) and any(f.name == note for f in e.fields)
             for e in message.embeds
+            for job_mark, note in marks
         )
 
     # ------------------------------------------------------------------ helpers
@@ -297,7 +359,8 @@ class DiscordSink:
         """For a remix, edit or extension: the line linking back to what it was made from."""
         if job.source_job_id is None:
             return None
-        return source_line(job, await self.bot.store.get_job(job.source_job_id))
+        source = await self.host.services.store.get_job(job.source_job_id)
+        return source_line(job, source, job.locale)
 
     def _token_alive(self, job: Job) -> bool:
         return (
@@ -309,7 +372,9 @@ class DiscordSink:
 
     def _webhook(self, job: Job) -> discord.Webhook:
         assert job.application_id is not None and job.interaction_token is not None
-        return discord.Webhook.partial(job.application_id, job.interaction_token, client=self.bot)
+        return discord.Webhook.partial(
+            job.application_id, job.interaction_token, client=self.client
+        )
 
     def _forget(self, job_id: int) -> _MessageState | None:
         state = self._messages.pop(job_id, None)

@@ -41,6 +41,17 @@ class _Everything(logging.Handler):
             self.lines.append(str(record.msg))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `long` run first: with workers (`python3 dev.py test`), a long test that
+    started last would leave the rest of the suite waiting on it alone. Each is followed by
+    another test: a worker holds the next test queued behind the one it runs, and two long ones
+    queued together would run one after the other."""
+    long = [item for item in items if item.get_closest_marker("long") is not None]
+    rest = [item for item in items if item.get_closest_marker("long") is None]
+    paired = [item for pair in zip(long, rest, strict=False) for item in pair]
+    items[:] = paired + long[len(paired) // 2 :] + rest[len(paired) // 2 :]
+
+
 @pytest.fixture(autouse=True)
 def no_secret_leaves_the_bot(request: pytest.FixtureRequest) -> Iterator[None]:
     handler = _Everything()

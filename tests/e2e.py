@@ -3,6 +3,7 @@ simulated Videos API over loopback, and a real SQLite file. Shared by the end-to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -82,11 +83,40 @@ async def _no_wait(shard_id: int | None, *, initial: bool = False) -> None:
     return None
 
 
+async def tracker_rounds(bot: VideoBot, count: int, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    """Until the bot's tracker has run `count` whole rounds that started after this call (a
+    round reads every active job and retries the deliveries that wait): how a test waits for
+    "the next rounds changed nothing" instead of sleeping for them."""
+    tracker = bot.tracker
+    rounds = 0
+    enough = asyncio.Event()
+    poll_once = tracker.poll_once
+
+    async def counted() -> Any:
+        nonlocal rounds
+        try:
+            return await poll_once()
+        finally:
+            rounds += 1
+            if rounds >= count:
+                enough.set()
+
+    tracker.poll_once = counted  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(enough.wait(), timeout)
+    finally:
+        del tracker.poll_once  # the class's own again
+
+
 @contextlib.asynccontextmanager
 async def world(
     fake: FakeDiscord, tmp_path: Path, *, users: int = 1, **sim_config: Any
 ) -> AsyncIterator[World]:
-    config = SimConfig(job_seconds=sim_config.pop("job_seconds", 1.5), **sim_config)
+    # A prepared clip unless the test asks for `clip="render"`: these tests look at a video's size
+    # and length, never at what its frames show, and a render per prompt costs a second of CPU.
+    sim_config.setdefault("clip", "prepared")
+    # Half a second: done by the bot's first poll. Tests about jobs under way say how long.
+    config = SimConfig(job_seconds=sim_config.pop("job_seconds", 0.5), **sim_config)
     sim = SimServer(config)
     await sim.start()
     try:

@@ -60,7 +60,10 @@ class ScriptedAPI:
     async def __aenter__(self) -> ScriptedAPI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
+        # Once the test is over nothing the script still owes an answer matters: a handler
+        # still under way at exit (a `hang`) is cancelled, not waited for (aiohttp reads 0 as
+        # "no limit", hence a tenth of a second).
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -16,12 +16,16 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import SecretStr
 
-from bot.api.client import ClientConfig, VideosClient
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig
 from bot.api.models import CreateVideo
-from bot.catalog import load_catalog
+from bot.catalog_files import load_catalog
+from bot.notice import notice
 from bot.prompt import MAX_PROMPT_CHARS, clean_prompt, prompt_problem
+from bot.queueview import Outlook
 from bot.quota import QuotaDefaults, QuotaPolicy
 from bot.reference import ReferenceRejected, fit_reference
+from bot.sender import Sender
 from bot.sim import SimConfig, SimServer
 from bot.store import Job, Store
 from bot.submit import JobService, Origin, Refused
@@ -58,19 +62,21 @@ def test_a_cleaned_prompt_has_no_control_characters_and_no_edges(text: str) -> N
 
 
 def test_prompt_problems_say_what_is_wrong() -> None:
-    assert prompt_problem("") == "The prompt is empty."
+    assert str(prompt_problem("")) == "The prompt is empty."
     too_long = prompt_problem("x" * (MAX_PROMPT_CHARS + 1))
     assert too_long is not None
-    assert str(MAX_PROMPT_CHARS) in too_long
+    assert str(MAX_PROMPT_CHARS) in too_long.plain()
     assert prompt_problem("a fox") is None
 
 
 async def _submit_all(tmp: Path, prompts: list[str]) -> list[tuple[str, Job | Refused]]:
-    async with SimServer(SimConfig(job_seconds=60)) as url, httpx.AsyncClient() as http:
+    # A prepared clip: only the prompts sent matter here, not a render per prompt.
+    sim = SimServer(SimConfig(job_seconds=60, clip="prepared"))
+    async with sim as url, httpx.AsyncClient() as http:
         store = await Store.open(tmp / "bot.sqlite3")
         try:
             client = VideosClient(http, ClientConfig(base_url=url, api_key=SecretStr("sk-test")))
-            tracker = Tracker(store, client, _Quiet())
+            tracker = Tracker(store, client, _Quiet(), sender=Sender(store, client, tmp))
             policy = QuotaPolicy(
                 store,
                 QuotaDefaults(
@@ -92,13 +98,13 @@ async def _submit_all(tmp: Path, prompts: list[str]) -> list[tuple[str, Job | Re
                 origin = Origin(user_id=1 + i % 3, channel_id=10, guild_id=20)
                 results.append((prompt, await service.submit(origin, request)))
             sent = [v.prompt or "" for v in (await client.list(limit=100)).data]
-            return [*results, ("<sent>", Refused("\u0000".join(sent)))]
+            return [*results, ("<sent>", Refused(notice("{sent}", sent="\u0000".join(sent))))]
         finally:
             await store.close()
 
 
 class _Quiet:
-    async def job_changed(self, job: Job) -> None:
+    async def job_changed(self, job: Job, outlook: Outlook | None = None) -> None:
         return None
 
     async def job_finished(self, job: Job) -> None:
@@ -116,13 +122,13 @@ def test_any_prompt_is_refused_clearly_or_sent_clean(
     results = asyncio.run(_submit_all(tmp, [*prompts, "a plain fox, to show it still serves"]))
     *answers, (_, sent_marker) = results
     assert isinstance(sent_marker, Refused)
-    sent = sent_marker.message.split("\u0000") if sent_marker.message else []
+    sent = sent_marker.message.plain().split("\u0000") if sent_marker.message else []
     expected_sent = []
     for prompt, outcome in answers:
         cleaned = clean_prompt(prompt)
         if prompt_problem(cleaned):
             assert isinstance(outcome, Refused)
-            assert outcome.message == prompt_problem(cleaned)
+            assert outcome.message.plain() == str(prompt_problem(cleaned))
         else:
             assert not isinstance(outcome, Refused), outcome
             assert outcome.prompt == cleaned

@@ -14,19 +14,13 @@ import pytest
 from pydantic import SecretStr
 
 from bot.api.models import parse_size
-from bot.catalog import (
-    Catalog,
-    CatalogError,
-    NotOffered,
-    load_catalog,
-    load_preset,
-    load_presets,
-    preset_names,
-    standard_size,
-)
+from bot.catalog import Catalog, NotOffered
+from bot.catalog_files import CatalogError, load_catalog, load_preset, load_presets, preset_names
 from bot.settings import Settings, SettingsError, load_settings
-from cogs.video import CHOICE_LIMIT, build_video_command, command_menus, suggestions
+from bot.shapes import standard_size
+from cogs.video import VideoCommand
 from discordbot.client import VideoBot
+from discordbot.menus import CHOICE_LIMIT, command_menus, suggestions
 
 FAMILIES = {
     "sora-2",
@@ -397,7 +391,7 @@ def test_autocomplete_follows_the_model_already_picked() -> None:
 def bot_with(**overrides: Any) -> VideoBot:
     settings = Settings(_env_file=None, discord_token=SecretStr("x"), **overrides)
     bot = VideoBot(settings)
-    bot.tree.add_command(build_video_command(bot))
+    bot.tree.add_command(VideoCommand(bot).command)
     return bot
 
 
@@ -435,16 +429,15 @@ def test_options_are_refused_for_a_model_that_does_not_take_them_naming_what_it_
     wan = catalog.get("Wan-AI/Wan2.2-T2V-A14B-Diffusers")
     veo = catalog.get("google/veo-3.1")
     assert sora is not None and wan is not None and veo is not None
-    said = option_refusal(sora, negative_prompt="blurry", seed=7)
-    assert said is not None
+    said = str(option_refusal(sora, negative_prompt="blurry", seed=7))
     assert "does not take a negative prompt or a seed" in said
     assert "It takes no negative prompt, seed or sound setting" in said
     assert "always makes videos with sound" in said
     # Sora always makes sound: asking for it is no option at all, asking for silence is refused.
     assert option_refusal(sora, audio=True) is None
-    assert "sound off" in (option_refusal(sora, audio=False) or "")
-    said = option_refusal(wan, audio=True)
-    assert said is not None and "It takes a negative prompt and a seed." in said
+    assert "sound off" in str(option_refusal(sora, audio=False))
+    said = str(option_refusal(wan, audio=True))
+    assert "It takes a negative prompt and a seed." in said
     assert option_refusal(wan, negative_prompt="blurry", seed=7) is None
     assert option_refusal(veo, negative_prompt="blurry", seed=7, audio=False) is None
     # A blank negative prompt is no negative prompt.

@@ -23,7 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SIM_", "VIDEO_"))}
-    env.update(DATA_DIR=str(tmp_path / "data"), SIM_JOB_SECONDS="1", LOG_LEVEL="WARNING")
+    # The shortest poll interval the settings allow: a job is seen finished a second after it
+    # is, not ten (the default) later.
+    env.update(
+        DATA_DIR=str(tmp_path / "data"),
+        SIM_JOB_SECONDS="1",
+        LOG_LEVEL="WARNING",
+        POLL_INTERVAL_SECONDS="1",
+    )
     env.update(extra)
     return env
 
@@ -35,7 +42,7 @@ async def run_cli(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot",
+        "videobot",
         *args,
         cwd=tmp_path,
         env={**cli_env(tmp_path, **env), "PYTHONPATH": str(ROOT)},
@@ -439,3 +446,40 @@ async def test_a_lost_create_answer_with_two_lookalike_jobs_takes_neither(tmp_pa
     assert posts == 1
     assert reads == []  # neither job was read, let alone downloaded
     assert files_in(out_file.parent) == []
+
+
+async def test_what_is_not_given_is_the_catalogs_default_as_for_video(tmp_path: Path) -> None:
+    """No --seconds or --size: the model's own defaults, filled in by `Catalog.resolve` exactly
+    as `/video` does (LTX-Video's default length is 5 s, not its shortest; its server would fix
+    the seed, so a random one is sent)."""
+    import json
+
+    failed = answer(200, video("v1", status="failed", error={"code": "x", "message": "stop"}))
+    async with ScriptedAPI() as api:
+        api.on("POST", "/videos", answer(200, video("v1")))
+        api.on("GET", "/videos/v1", failed)
+        code, out, err = await run_cli(
+            tmp_path,
+            "generate",
+            "a fox",
+            OPENAI_API_KEY=KEY,
+            OPENAI_BASE_URL=api.url,
+            VIDEO_API_PROFILE="openai",
+            VIDEO_CATALOG="ltx-video",
+            POLL_INTERVAL_SECONDS="1",
+        )
+        (create,) = [s for s in api.seen if s.method == "POST"]
+    assert_one_line_error(code, out, err, "job v1 failed: stop")
+    sent = json.loads(create.body)
+    assert (sent["model"], sent["seconds"], sent["size"]) == (
+        "Lightricks/LTX-Video",
+        "5",
+        "768x512",
+    )
+    assert isinstance(sent.get("seed"), int)
+
+
+async def test_a_model_the_catalog_does_not_offer_is_one_plain_line(tmp_path: Path) -> None:
+    code, out, err = await run_cli(tmp_path, "generate", "a fox", "--model", "sora-9`x")
+    line = assert_one_line_error(code, out, err, "Model sora-9'x is not offered here")
+    assert "`" not in line

@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from bot.api.client import ClientConfig, CreateSearch, JobMatch, VideosClient
+from bot.api.adoption import CreateSearch, JobMatch
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig
 from bot.api.errors import (
     AuthenticationError,
     BadRequestError,
@@ -41,6 +43,8 @@ class Rig:
     """A simulator on a controllable clock and a client wired to it through the contract checker."""
 
     def __init__(self, profile: ProfileName = "openai", **config: object) -> None:
+        # A prepared clip: these tests read a video's size and container, never its frames.
+        config.setdefault("clip", "prepared")
         self.clock = SimClock()
         self.sim = SimServer(
             SimConfig(profile=profile, job_seconds=8.0, api_key=KEY, **config),  # type: ignore[arg-type]

@@ -9,8 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from bot.api.profiles import PROFILES
-from bot.catalog import Catalog, CatalogError, format_dollars, load_catalog, size_label
+from bot.catalog import Catalog, format_dollars
+from bot.catalog_files import CatalogError, load_catalog
 from bot.settings import SettingsError, load_settings
+from bot.shapes import size_label
 
 ROOT = Path(__file__).resolve().parents[1]
 

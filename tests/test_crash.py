@@ -30,12 +30,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from bot.store import Job, Store
 from tests.botproc import BotProcess
 from tests.e2e import API_KEY, World, world
 from tests.fakediscord import FakeDiscord, Interaction
 from tests.fakediscord.snowflake import snowflake_time
 from tests.test_faults import assert_exactly_once, assert_ledger_balanced, wait_all_delivered
+
+# About a minute: started first when the suite runs with workers.
+pytestmark = pytest.mark.long
 
 JOBS = 100
 USERS = 10

@@ -13,9 +13,11 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.api.client import ClientConfig, VideosClient
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig
 from bot.api.profiles import Capabilities
 from bot.delivery import Deliverer, Result
+from bot.queueview import Outlook
 from bot.sim.media import render_video
 from bot.store import Intake, Job, NewJob, Store
 from tests.scripted_api import ScriptedAPI
@@ -88,7 +90,7 @@ class RefusingSink:
         self.refuse_times = refuse_times
         self.results: list[Result] = []
 
-    async def show_progress(self, job: Job) -> None:
+    async def show_progress(self, job: Job, outlook: Outlook | None = None) -> None:
         return None
 
     async def send_result(self, job: Job, result: Result) -> int | None:
@@ -174,7 +176,11 @@ async def test_a_delivery_that_cannot_succeed_ends_undeliverable_after_the_cap(
     )
     assert fresh.delivered_message_id == 77  # the member was told, without the file
     notice = sink.results[-1]
-    assert notice.video is None and notice.failure and "could not be delivered" in notice.failure
+    assert (
+        notice.video is None
+        and notice.failure
+        and "could not be delivered" in notice.failure.plain()
+    )
     entries = [(e.reason, e.amount_micros) for e in await store.ledger_entries(job.id)]
     assert entries == [("reserve", COST), ("refund", -COST)]
     # Nothing more is tried; the file stays until the service's copy would have expired.

@@ -16,19 +16,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.api.client import ClientConfig, VideosClient
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig
 from bot.api.profiles import PROFILES, ProfileName
-from bot.catalog import Catalog, load_presets
-from bot.discovery import (
-    MAX_ENTRIES,
-    MAX_MODELS,
-    MAX_SERVED,
-    choose_catalog,
-    from_openrouter,
-    from_served,
-    preset_for,
-    served_ids,
-)
+from bot.catalog import Catalog
+from bot.catalog_files import load_presets
+from bot.discovery import choose_catalog
+from bot.openrouter_models import MAX_ENTRIES, MAX_MODELS, from_openrouter
+from bot.served_models import MAX_SERVED, from_served, preset_for, served_ids
 from bot.settings import Settings
 from bot.sim import SimConfig, SimServer
 from bot.sim.openrouter import MODELS

@@ -233,7 +233,7 @@ async def test_python_m_bot_doctor_exits_by_what_it_found(tmp_path: Path) -> Non
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot",
+            "videobot",
             "doctor",
             cwd=tmp_path,
             env=env,

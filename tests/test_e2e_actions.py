@@ -474,7 +474,7 @@ async def test_the_job_service_refuses_followups_it_cannot_make(w: World) -> Non
         bot.backend.client.caps = bot.backend.client.caps.model_copy(update={"remix": False})
         refusals.append(await bot.jobs.submit_followup(owner, source, "remix", "again"))
         jobs = await bot.store.recent_jobs(w.user.id, 5)
-    texts = [r.message for r in refusals if isinstance(r, Refused)]
+    texts = [r.message.plain() for r in refusals if isinstance(r, Refused)]
     assert len(texts) == len(refusals)
     assert "Only the member who made this video" in texts[0]
     assert "4, 8, 12, 16, 20" in texts[1]

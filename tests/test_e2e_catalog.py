@@ -13,7 +13,7 @@ import av
 import pytest
 from PIL import Image
 
-from bot.catalog import load_presets
+from bot.catalog_files import load_presets
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Interaction, Upload
 from tests.fakediscord.state import (

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.catalog import load_presets
+from bot.catalog_files import load_presets
 from bot.sim.openrouter import MODELS
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Interaction, Upload

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from bot.store import JobBalance, Store
-from tests.e2e import World, video_attachment, world
+from tests.e2e import World, tracker_rounds, video_attachment, world
 from tests.fakediscord import FakeDiscord, Interaction, Upload
 from tests.fakediscord.rest import RequestRecord
 from tests.fakediscord.state import Message
@@ -159,8 +159,8 @@ async def test_a_failed_job_says_why_and_refunds(w: World) -> None:
                 and "content policy" in str(interaction.original.embed).lower()
             )
         )
+        # Failed and refunded in one transaction, before the member is told.
         (job,) = await bot.store.recent_jobs(w.user.id, 5)
-        await w.wait_for(lambda: True)
         assert job.state == "failed"
         balances = await bot.store.ledger_sum_by_job()
         assert balances[job.id].held == 0
@@ -264,11 +264,10 @@ async def test_a_restart_mid_job_delivers_exactly_once(w: World) -> None:
         interaction = await run_video(w, "a lighthouse in a storm")
         await w.wait_for(lambda: len(w.sim.videos) == 1)
         (job,) = await bot.store.recent_jobs(w.user.id, 1)
-        await w.wait_for(lambda: True)
     # The first process is gone before the video was done; a new one starts on the same files.
     async with w.bot() as second:
         await w.wait_for(lambda: has_video(interaction))
-        await asyncio.sleep(2.5)  # two more tracker rounds: nothing may be posted again
+        await tracker_rounds(second, 2)  # the next rounds must post nothing again
         done = await second.store.get_job(job.id)
     assert done is not None
     assert done.delivery_state == "done"
@@ -361,7 +360,7 @@ async def test_over_the_concurrency_cap_jobs_wait_in_a_visible_queue(w: World) -
         await w.wait_for(lambda: len(w.sim.videos) == 1)
         second = await run_video(w, "second in line", user_index=1)
         await w.wait_for(
-            lambda: second.original is not None and "position 1" in str(second.original.embed)
+            lambda: second.original is not None and "1st in line" in str(second.original.embed)
         )
         assert len(w.sim.videos) == 1  # held back, not sent
         await w.wait_for(lambda: has_video(first) and has_video(second), timeout=60)

@@ -20,6 +20,9 @@ from tests.e2e import World, world
 from tests.fakediscord import FakeDiscord, Interaction
 from tests.fakediscord.state import Message
 
+# Each test takes tens of seconds: they start first when the suite runs with workers.
+pytestmark = pytest.mark.long
+
 JOBS = 100
 USERS = 10
 WEBHOOK_EDIT = "PATCH /webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
@@ -130,10 +133,11 @@ async def test_a_hundred_jobs_under_faults_on_both_sides(w: World) -> None:
     async with w.bot() as bot:
         interactions = await dispatch_many(w, JOBS)
         await w.wait_for(lambda: all(i.acknowledged for i in interactions), timeout=30)
-        await asyncio.sleep(3)
+        # A quarter of the way (a quarter of the outcomes shown), the gateway drops.
+        await w.wait_for(lambda: len(results_by_job(w)) >= JOBS // 4, timeout=60)
         await w.fake.drop_gateway()
         # Half-way, sixteen minutes pass at Discord: every token is dead from here on.
-        await asyncio.sleep(2)
+        await w.wait_for(lambda: len(results_by_job(w)) >= JOBS // 2, timeout=60)
         w.fake.clock.advance(16 * 60)
         await wait_all_delivered(w, bot.store, JOBS, limit=150)
         jobs = [j for u in w.users for j in await bot.store.recent_jobs(u.id, 1000)]
@@ -153,7 +157,9 @@ async def test_while_the_video_service_is_down_jobs_wait_and_resume(w: World) ->
     w.sim.config.server_error_rate = 0.0
     w.sim.config.rate_limit_rate = 0.0
     w.sim.config.job_seconds = 3.0
-    async with w.bot() as bot:
+    # The service refuses connections outright here: the few retries of the default setting
+    # find that out as well as the many the 5xx tests need (each round waits for its retries).
+    async with w.bot(openai_max_retries=2) as bot:
         first = await w.fake.dispatch_slash(
             "video", {"prompt": "before the outage"}, user=w.user, channel=w.channel
         )

@@ -16,14 +16,15 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from bot.api.client import ClientConfig, VideosClient
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig
 from bot.api.errors import UnsupportedOperation
 from bot.api.models import CreateVideo, Phase, ReferenceImage, Video
 from bot.api.openrouter import create_body, shape_from_size
 from bot.api.probe import choose, probe
 from bot.api.profiles import PROFILES
 from bot.backend import Backend
-from bot.catalog import load_presets
+from bot.catalog_files import load_presets
 from bot.sim import SimClock, SimConfig, SimServer
 from bot.sim.openrouter import MODELS
 from tests.e2e import World, video_attachment, world
@@ -146,6 +147,8 @@ def test_a_failed_jobs_error_may_be_a_bare_string() -> None:
 
 class Rig:
     def __init__(self, **config: Any) -> None:
+        # A prepared clip: these tests read what the client sends and saves, never the frames.
+        config.setdefault("clip", "prepared")
         self.clock = SimClock()
         self.sim = SimServer(
             SimConfig(profile="openrouter", job_seconds=2.0, api_key=KEY, **config),

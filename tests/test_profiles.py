@@ -26,7 +26,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from bot.api.profiles import PROFILE_NAMES, PROFILES, ProfileName
 from bot.backend import open_backend
-from bot.catalog import load_presets
+from bot.catalog_files import load_presets
 from bot.settings import Settings
 from bot.sim import SimConfig, SimServer
 from bot.sim import media as sim_media

@@ -19,6 +19,7 @@ from PIL import Image
 from bot import reference as reference_module
 from bot.api.models import ReferenceImage, parse_size
 from bot.imagemeta import has_metadata
+from bot.notice import notice
 from bot.reference import (
     DecodeGate,
     ReferenceRejected,
@@ -552,7 +553,7 @@ def test_declared_size() -> None:
 
 
 def test_rejection_is_a_value_error_with_the_reason() -> None:
-    exc = ReferenceRejected("empty", "The file is empty.")
+    exc = ReferenceRejected("empty", notice("The file is empty."))
     assert isinstance(exc, ValueError)
     assert str(exc) == "The file is empty."
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.api.client import ClientConfig
+from bot.api.config import ClientConfig
 from bot.settings import Settings
 from tests.conftest import KNOWN_SECRETS, leaks
 from tests.e2e import API_KEY, World, video_attachment, world

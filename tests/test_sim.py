@@ -25,9 +25,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.sim import EmbeddedSim, SimClock, SimConfig, SimServer, add_sim_arguments
+from bot.sim import ROUTES, EmbeddedSim, SimClock, SimConfig, SimServer, add_sim_arguments
 from bot.sim import media as sim_media
-from bot.sim import server as sim_server
 from bot.sim.cli import SimArgumentError, resolve_options
 
 KEY = "sk-sim-test"
@@ -344,6 +343,43 @@ async def test_a_job_reports_99_percent_until_its_media_exists(
     assert done["completed_at"] == int(api.clock.now())
 
 
+async def test_a_failed_render_fails_the_jobs_waiting_on_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_render(*args: Any) -> dict[str, Path]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sim_media, "render_all", broken_render)
+    first = await api.create(prompt="the same shot")
+    second = await api.create(prompt="the same shot")
+    await api.sim.settle()
+    assert "simulated render failed" in caplog.text
+    api.clock.advance(api.sim.config.job_seconds + 1)
+    for created in (first, second):
+        failed = await api.get(created["id"])
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == "internal_error"
+    # A later job of the same clip renders it again.
+    monkeypatch.undo()
+    third = await api.create(prompt="the same shot")
+    assert (await api.finish(third["id"]))["status"] == "completed"
+
+
+async def test_a_clip_removed_from_the_cache_is_rendered_again_on_download(
+    tmp_path: Path,
+) -> None:
+    async with running(cache_dir=tmp_path / "cache") as a:
+        created = await a.create()
+        await a.finish(created["id"])
+        first = await a.http.get(f"/videos/{created['id']}/content")
+        [clip] = clips(tmp_path / "cache")
+        clip.unlink()
+        again = await a.http.get(f"/videos/{created['id']}/content")
+        assert again.status_code == 200
+        assert again.content == first.content
+        assert clips(tmp_path / "cache") == [clip]
+
+
 async def test_a_share_of_jobs_fail_with_the_configured_code() -> None:
     async with running(fail_rate=1.0, fail_code="internal_error", fail_message="boom") as a:
         created = await a.create()
@@ -358,7 +394,7 @@ async def test_a_share_of_jobs_fail_with_the_configured_code() -> None:
         content = await a.http.get(f"/videos/{created['id']}/content")
         assert content.status_code == 404
         # A failing job never renders anything.
-        assert a.sim._media == {}
+        assert len(a.sim.jobs.renders) == 0
 
 
 async def test_the_moderation_word_fails_a_job_once_it_runs() -> None:
@@ -450,6 +486,58 @@ async def test_content_is_a_playable_mp4_with_a_webp_thumbnail_and_jpg_spriteshe
             sim_media.SPRITE_TILE_WIDTH * sim_media.SPRITE_COLUMNS,
             tile_h * sim_media.SPRITE_ROWS,
         )
+
+
+async def two_clips(clip: str) -> tuple[list[bytes], list[bytes]]:
+    """Two finished jobs with different prompts: their videos and thumbnails, as served."""
+    async with running(clip=clip) as a:
+        ids = [(await a.create(prompt=p, size="720x1280", seconds="4"))["id"] for p in "AB"]
+        a.clock.advance(a.sim.config.job_seconds + 1)
+        await a.sim.settle()
+        videos: list[bytes] = []
+        thumbs: list[bytes] = []
+        for video_id in ids:
+            assert (await a.get(video_id))["status"] == "completed"
+            video = await a.http.get(f"/videos/{video_id}/content")
+            assert video.status_code == 200
+            assert int(video.headers["content-length"]) == len(video.content)
+            videos.append(video.content)
+            thumb = await a.http.get(f"/videos/{video_id}/content?variant=thumbnail")
+            assert thumb.headers["content-type"] == "image/webp"
+            thumbs.append(thumb.content)
+        return videos, thumbs
+
+
+async def test_a_prepared_clip_is_one_playable_mp4_for_every_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    videos, thumbs = await two_clips("prepared")
+    assert videos[0] == videos[1] and thumbs[0] == thumbs[1]
+    path = tmp_path / "prepared.mp4"
+    path.write_bytes(videos[0])
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (720, 1280)
+        assert container.duration is not None
+        assert abs(container.duration / av.time_base - 4) <= 1 / 4
+        assert sum(1 for _ in container.decode(video=0)) == 4 * 4
+    with Image.open(io.BytesIO(thumbs[0])) as thumb:
+        assert (thumb.format, thumb.size) == ("WEBP", (720, 1280))
+    # Another server in the same process serves the very same clip without rendering it again.
+    renders: list[tuple[Any, ...]] = []
+    real_render = sim_media.render_all
+
+    def counted(*args: Any) -> dict[str, Path]:
+        renders.append(args)
+        return real_render(*args)
+
+    monkeypatch.setattr(sim_media, "render_all", counted)
+    again, _ = await two_clips("prepared")
+    assert again[0] == videos[0] and renders == []
+    # Rendered per prompt, the two differ.
+    rendered, rendered_thumbs = await two_clips("render")
+    assert rendered[0] != rendered[1] and rendered_thumbs[0] != rendered_thumbs[1]
+    assert len(renders) == 2
 
 
 async def test_content_of_an_unknown_video_is_404(api: Api) -> None:
@@ -1065,11 +1153,27 @@ def test_served_models_and_auth_come_from_flags_or_environment() -> None:
         parser.parse_args(["--profile", "nonesuch"])
 
 
+def test_the_clip_mode_comes_from_a_flag_or_the_environment() -> None:
+    from bot.sim.cli import config_from_options
+
+    parser = argparse.ArgumentParser()
+    add_sim_arguments(parser)
+    assert config_from_options(resolve_options(parser.parse_args([]), {})).clip == "render"
+    flag = resolve_options(parser.parse_args(["--clip", "Prepared"]), {"SIM_CLIP": "render"})
+    assert config_from_options(flag).clip == "prepared"
+    env = resolve_options(parser.parse_args([]), {"SIM_CLIP": "prepared"})
+    assert config_from_options(env).clip == "prepared"
+    with pytest.raises(SimArgumentError, match="SIM_CLIP"):
+        resolve_options(parser.parse_args([]), {"SIM_CLIP": "cached"})
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--clip", "cached"])
+
+
 async def _start_cli(*args: str, **env: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot",
+        "videobot",
         "sim",
         *args,
         stdout=asyncio.subprocess.PIPE,
@@ -1123,7 +1227,7 @@ async def test_every_route_takes_injected_faults(api: Api) -> None:
         "GET /videos/{id}/content": "/videos/video_1/content",
         "POST /videos/{id}/remix": "/videos/video_1/remix",
     }
-    assert set(paths) == set(sim_server.ROUTES)
+    assert set(paths) == set(ROUTES)
     for route, path in paths.items():
         api.sim.inject(route, "503")
         method = route.split()[0]

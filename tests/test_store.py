@@ -30,7 +30,8 @@ from bot.store import (
     SpendLimit,
     Store,
 )
-from bot.store.db import MIGRATIONS, connect, migrate, user_version
+from bot.store.db import connect
+from bot.store.schema import MIGRATIONS, migrate, user_version
 
 COST = 400_000
 T0 = 1_000_000.0
@@ -1407,6 +1408,7 @@ async def test_a_ledger_from_before_reported_costs_is_migrated_with_every_entry(
         assert (entry.id, entry.reason, entry.amount_micros) == (1, "reserve", 5)
         job = await must_get(store, 1)
         assert (job.seed, job.reported_cost_micros, job.uncharged_micros) == (None, None, 0)
+        assert (job.deleted_at, job.deleted_by) == (None, None)  # migration 6
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             async with store.transaction() as tx:
                 await tx.execute("DELETE FROM ledger")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,11 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.api.client import ClientConfig, VideosClient
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig
 from bot.api.profiles import Capabilities
+from bot.queueview import Outlook
+from bot.sender import Sender, Sent
 from bot.store import Job, NewJob, Store
 from bot.tracker import Tracker
 from tests.scripted_api import Responder, ScriptedAPI, answer, video
@@ -28,11 +31,23 @@ class Recorder:
         self.changed: list[Job] = []
         self.finished: list[Job] = []
 
-    async def job_changed(self, job: Job) -> None:
+    async def job_changed(self, job: Job, outlook: Outlook | None = None) -> None:
         self.changed.append(job)
 
     async def job_finished(self, job: Job) -> None:
         self.finished.append(job)
+
+
+class Resubmits:
+    """A sender that only records each job the tracker hands it to send."""
+
+    def __init__(self, record: Callable[[Job], Awaitable[None]]) -> None:
+        self.in_flight: set[int] = set()
+        self.record = record
+
+    async def send(self, job: Job) -> Sent:
+        await self.record(job)
+        return Sent.SKIPPED
 
 
 async def _no_sleep(_: float) -> None:
@@ -263,7 +278,7 @@ async def test_never_sent_create_is_handed_back_to_be_sent(
     async def resubmit(j: Job) -> None:
         resent.append(j.id)
 
-    tracker = Tracker(store, client_for(http, api.url), Recorder(), resubmit=resubmit)
+    tracker = Tracker(store, client_for(http, api.url), Recorder(), sender=Resubmits(resubmit))
     await tracker.poll_once()
     assert resent == [job.id]
 
@@ -277,7 +292,7 @@ async def test_while_the_service_is_unreachable_one_waiting_job_a_round_tries_it
     async def resubmit(j: Job) -> None:
         resent.append(j.id)
 
-    tracker = Tracker(store, client_for(http, api.url), Recorder(), resubmit=resubmit)
+    tracker = Tracker(store, client_for(http, api.url), Recorder(), sender=Resubmits(resubmit))
     tracker.service_ok = False  # as a send that found the service unreachable leaves it
     await tracker.poll_once()
     assert resent == [jobs[0].id]
@@ -297,7 +312,7 @@ async def test_a_job_never_sent_by_its_deadline_is_failed_and_refunded(
         resent.append(j.id)
 
     recorder = Recorder()
-    tracker = Tracker(store, client_for(http, api.url), recorder, resubmit=resubmit)
+    tracker = Tracker(store, client_for(http, api.url), recorder, sender=Resubmits(resubmit))
     await tracker.poll_once()
     fresh = await store.get_job(job.id)
     assert fresh is not None and fresh.state == "failed"
@@ -316,7 +331,7 @@ async def test_in_flight_jobs_are_left_alone(
     async def resubmit(j: Job) -> None:
         resent.append(j.id)
 
-    tracker = Tracker(store, client_for(http, api.url), Recorder(), resubmit=resubmit)
+    tracker = Tracker(store, client_for(http, api.url), Recorder(), sender=Resubmits(resubmit))
     tracker.in_flight.add(job.id)
     await tracker.poll_once()
     assert resent == []
@@ -355,14 +370,19 @@ async def test_a_wake_between_polls_starts_queued_work_without_polling(
 ) -> None:
     await running_job(store, "v0")
     api.on("GET", "/videos/v0", answer(200, video("v0", status="in_progress", progress=5)))
-    tracker = Tracker(store, client_for(http, api.url, list=False), Recorder(), interval=30)
     starts = 0
 
     async def start_queued() -> None:
         nonlocal starts
         starts += 1
 
-    tracker.before_round = start_queued
+    tracker = Tracker(
+        store,
+        client_for(http, api.url, list=False),
+        Recorder(),
+        round_work=start_queued,
+        interval=30,
+    )
     tracker.start()
     try:
         for _ in range(50):
@@ -384,7 +404,7 @@ async def test_a_job_being_sent_is_never_sent_again_by_a_tracker_round(
 ) -> None:
     """The race: a round reads the new job before its send marks it; the round must not send."""
     from bot.api.models import CreateVideo
-    from bot.catalog import load_catalog
+    from bot.catalog_files import load_catalog
     from bot.quota import QuotaDefaults, QuotaPolicy
     from bot.submit import JobService, Origin
 
@@ -398,7 +418,7 @@ async def test_a_job_being_sent_is_never_sent_again_by_a_tracker_round(
 
     api.on("POST", "/videos", slow_create, answer(200, video("v-second")))
     client = client_for(http, api.url)
-    tracker = Tracker(store, client, Recorder())
+    tracker = Tracker(store, client, Recorder(), sender=Sender(store, client, tmp_path))
     policy = QuotaPolicy(store, QuotaDefaults(cooldown_seconds=None, max_concurrent=None))
     service = JobService(store, client, load_catalog(None), tracker, tmp_path, policy=policy)
     request = CreateVideo(prompt="a fox", model="sora-2", seconds="4", size="1280x720")
@@ -407,7 +427,7 @@ async def test_a_job_being_sent_is_never_sent_again_by_a_tracker_round(
     # The create is in flight; a tracker round (and a second send of a stale copy) happen now.
     (stale,) = await store.active_jobs()
     await tracker.poll_once()
-    await service.send(stale.model_copy(update={"create_attempted_at": None}))
+    await tracker.send(stale.model_copy(update={"create_attempted_at": None}))
     release.set()
     job = await submitting
     assert api.count("POST", "/videos") == 1
@@ -616,7 +636,7 @@ class Unruly(Recorder):
         super().__init__()
         self.raising = raising
 
-    async def job_changed(self, job: Job) -> None:
+    async def job_changed(self, job: Job, outlook: Outlook | None = None) -> None:
         if job.id == self.raising:
             raise RuntimeError("edit failed")
         await super().job_changed(job)
@@ -646,7 +666,7 @@ class EditSink:
         self.attempted: list[tuple[int, int | None]] = []
         self.release = asyncio.Event()
 
-    async def show_progress(self, job: Job) -> None:
+    async def show_progress(self, job: Job, outlook: Outlook | None = None) -> None:
         self.attempted.append((job.id, job.progress))
         if job.id == self.raising and job.progress == 10:
             raise RuntimeError("Discord said no")
@@ -707,7 +727,7 @@ async def test_discord_edits_never_hold_up_the_round(
 async def _service(
     store: Store, client: VideosClient, tracker: Tracker, tmp_path: Path, clock: Clock
 ) -> Any:
-    from bot.catalog import load_catalog
+    from bot.catalog_files import load_catalog
     from bot.quota import QuotaDefaults, QuotaPolicy
     from bot.submit import JobService
 
@@ -735,7 +755,14 @@ async def test_an_unconfirmed_create_shown_not_created_is_sent_again_within_seco
     api.on("GET", "/videos", answer(200, listing()))
     client = client_for(http, api.url)
     listener = Recorder()
-    tracker = Tracker(store, client, listener, clock=clock, sleep=clock.sleep)
+    tracker = Tracker(
+        store,
+        client,
+        listener,
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     service = await _service(store, client, tracker, tmp_path, clock)
     started = clock.now
     job = await _submit(service)
@@ -756,7 +783,7 @@ async def test_an_unconfirmed_create_shown_not_created_is_sent_again_within_seco
 def _status_of(job: Job) -> str:
     from bot.jobview import job_view
 
-    return job_view(job, now=time.time()).status
+    return job_view(job, now=time.time()).status.plain()
 
 
 async def test_an_unconfirmed_create_is_adopted_when_found_never_another_requests(
@@ -772,7 +799,14 @@ async def test_an_unconfirmed_create_is_adopted_when_found_never_another_request
         answer(200, listing(video("v-other", created_at=now), video("v-mine", created_at=now))),
     )
     client = client_for(http, api.url)
-    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    tracker = Tracker(
+        store,
+        client,
+        Recorder(),
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     service = await _service(store, client, tracker, tmp_path, clock)
     job = await _submit(service)
     await tracker.looks.drain()
@@ -790,7 +824,14 @@ async def test_another_requests_video_is_never_taken_for_an_unconfirmed_create(
     api.on("POST", "/videos", answer(500, "upstream hiccup"), answer(200, video("v-new")))
     api.on("GET", "/videos", answer(200, listing(video("v-other", created_at=int(clock.now)))))
     client = client_for(http, api.url)
-    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    tracker = Tracker(
+        store,
+        client,
+        Recorder(),
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     service = await _service(store, client, tracker, tmp_path, clock)
     job = await _submit(service)
     await tracker.looks.drain()
@@ -822,7 +863,14 @@ async def test_a_create_still_on_its_way_is_never_taken_for_another_unconfirmed_
     )
     api.on("GET", "/videos", answer(200, listing(first_listed)))
     client = client_for(http, api.url)
-    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    tracker = Tracker(
+        store,
+        client,
+        Recorder(),
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     service = await _service(store, client, tracker, tmp_path, clock)
     first = asyncio.create_task(_submit(service))
     await asyncio.sleep(0)  # the first create leaves first
@@ -855,7 +903,14 @@ async def test_a_create_never_confirmed_is_sent_at_most_three_times(
     api.on("GET", "/videos", answer(200, listing()))
     client = client_for(http, api.url)
     listener = Recorder()
-    tracker = Tracker(store, client, listener, clock=clock, sleep=clock.sleep)
+    tracker = Tracker(
+        store,
+        client,
+        listener,
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     service = await _service(store, client, tracker, tmp_path, clock)
     job = await _submit(service)
     await tracker.looks.drain()
@@ -882,7 +937,15 @@ async def test_an_ambiguous_search_never_counts_as_not_created(
         answer(200, listing(video("x1", created_at=now), video("x2", created_at=now))),
     )
     client = client_for(http, api.url)
-    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep, create_grace=600)
+    tracker = Tracker(
+        store,
+        client,
+        Recorder(),
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+        create_grace=600,
+    )
     service = await _service(store, client, tracker, tmp_path, clock)
     job = await _submit(service)
     await tracker.looks.drain()
@@ -906,11 +969,18 @@ async def test_a_backend_that_cannot_list_tells_the_member_at_once(
     clock = Clock()
     api.on("POST", "/videos", answer(500, "upstream hiccup"))
     client = client_for(http, api.url, list=False)
-    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    tracker = Tracker(
+        store,
+        client,
+        Recorder(),
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     service = await _service(store, client, tracker, tmp_path, clock)
     job = await _submit(service)
     assert (job.state, job.error_code) == ("failed", "create_unconfirmed")
-    assert job_view(job, now=clock.now).note == (
+    assert str(job_view(job, now=clock.now).note) == (
         "The video service did not confirm the request; nothing was charged to you."
     )
     assert await held(store) == 0
@@ -926,7 +996,14 @@ async def test_a_yes_the_bot_cannot_use_is_never_sent_again(
     api.on("POST", "/videos", answer(200, video("../../admin")), answer(200, video("v-second")))
     api.on("GET", "/videos", answer(200, listing()))
     client = client_for(http, api.url)
-    tracker = Tracker(store, client, Recorder(), clock=clock, sleep=clock.sleep)
+    tracker = Tracker(
+        store,
+        client,
+        Recorder(),
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     service = await _service(store, client, tracker, tmp_path, clock)
     job = await _submit(service)
     await tracker.looks.drain()

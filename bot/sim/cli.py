@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from bot.api.profiles import ProfileName
-from bot.sim.server import SimConfig, SimServer
+from bot.sim.config import SimConfig
+from bot.sim.server import SimServer
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,13 @@ def _text(value: str) -> str:
     return value
 
 
+def _clip(value: str) -> str:
+    name = value.strip().lower()
+    if name not in ("render", "prepared"):
+        raise ValueError(f"must be render or prepared, got {value!r}")
+    return name
+
+
 def _names(value: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in value.split(",") if n.strip())
     if not names:
@@ -132,6 +140,13 @@ OPTIONS = (
     _Option("--cache-dir", Path, None, "where rendered media is kept (default: a temporary dir)"),
     _Option("--poll-after-ms", int, None, "send openai-poll-after-ms with every retrieve"),
     _Option("--fps", _fps, 12, "frame rate of rendered videos"),
+    _Option(
+        "--clip",
+        _clip,
+        "render",
+        "render: a clip per prompt, showing it; prepared: one clip per size and duration, "
+        "rendered once",
+    ),
     _Option("--seed", int, None, "seed for fault and failure draws (repeatable runs)"),
 )
 
@@ -199,6 +214,7 @@ def config_from_options(values: Mapping[str, Any]) -> SimConfig:
         server_error_rate=values["server_error_rate"],
         latency_ms=values["latency_ms"],
         fps=values["fps"],
+        clip=values["clip"],
         seed=values["seed"],
         cache_dir=values["cache_dir"],
         log_requests=True,

@@ -20,7 +20,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from bot.sim.wire import MAX_PROMPT_CHARS, ApiError, type_name
+from bot.sim.errors import ApiError
+from bot.sim.records import SimVideo
+from bot.sim.wire import MAX_PROMPT_CHARS, type_name
 
 # Sizes a model specified by aspect ratio and resolution makes (the wan-2.6 preset's frames).
 _FRAMES = {
@@ -261,3 +263,23 @@ def _check_data_url(url: object) -> None:
 
 
 STATUS_WORDS = {"queued": "pending", "in_progress": "in_progress"}
+
+
+def job_object(video: SimVideo, base_url: str) -> dict[str, Any]:
+    """OpenRouter's job object: no prompt, size or seconds; `pending` while queued; the
+    video's URL and `usage.cost` once completed; the error as a string."""
+    url = f"{base_url}/videos/{video.id}"
+    body: dict[str, Any] = {
+        "id": video.id,
+        "polling_url": url,
+        "status": STATUS_WORDS.get(video.status, video.status),
+        "progress": video.progress,
+        "created_at": int(video.created_at),
+    }
+    if video.status == "completed":
+        body["unsigned_urls"] = [f"{url}/content?index=0"]
+        if video.cost is not None:
+            body["usage"] = {"cost": float(video.cost)}
+    if video.error is not None:
+        body["error"] = video.error["message"]
+    return body

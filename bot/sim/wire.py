@@ -1,18 +1,16 @@
-"""The simulated API's wire rules: accepted values, request validation and the error envelope,
-with the reference API's wording wherever it is known."""
+"""The simulated API's wire rules: the values a request may carry and how each field of a
+request is validated, with the reference API's wording wherever it is known."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
-from PIL import Image, UnidentifiedImageError
+
+from bot.sim.errors import JSON_PARSE_MESSAGE, ApiError
+from bot.sim.records import ENTRY
 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SECONDS = ("4", "8", "12")
@@ -24,102 +22,6 @@ DEFAULT_SIZE = "720x1280"
 DEFAULT_SECONDS = "4"
 MAX_PROMPT_CHARS = 32000
 DEFAULT_PAGE_LIMIT = 20
-# Declared content type -> the format Pillow must find in the bytes.
-IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
-_FORMAT_TYPES = {fmt: ctype for ctype, fmt in IMAGE_TYPES.items()}
-# Declared types that say nothing about the bytes: the bytes decide.
-_UNTYPED = {"", "application/octet-stream"}
-
-JSON_PARSE_MESSAGE = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-    "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
-    "valid JSON. If you have trouble figuring out how to fix this, please contact us through our "
-    "help center at help.openai.com.)"
-)
-MISSING_KEY_MESSAGE = (
-    "You didn't provide an API key. You need to provide your API key in an Authorization header "
-    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
-    "username) if you're accessing the API from your browser and are prompted for a username. You "
-    "can obtain an API key from https://platform.openai.com/account/api-keys."
-)
-# The reference API echoes a masked key here; the simulator echoes none of it.
-WRONG_KEY_MESSAGE = (
-    "Incorrect API key provided. You can find your API key at "
-    "https://platform.openai.com/account/api-keys."
-)
-RATE_LIMIT_MESSAGE = "Rate limit reached for requests. Please try again later."
-SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
-OVERLOADED_MESSAGE = "The engine is currently overloaded, please try again later."
-SIZE_MISMATCH_MESSAGE = "Inpaint image must match the requested width and height"
-MODERATION_MESSAGE = (
-    "Your request was blocked by our moderation system. Please revise the prompt and try again."
-)
-
-
-# How a server wraps its errors: OpenAI's `{"error": {message, type, param, code}}`, vLLM's (the
-# same with an integer `code`), FastAPI's `{"detail": message}` (SGLang, FastVideo, and any
-# FastAPI app's own refusals such as an unknown route), or Azure's `{"error": {code, message}}`.
-ErrorShape = Literal["openai", "vllm", "fastapi", "azure", "openrouter"]
-AZURE_AUTH_MESSAGE = (
-    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
-    "valid key for an active subscription and use a correct regional API endpoint for your "
-    "resource."
-)
-
-
-class ApiError(Exception):
-    """An error answer, by default in the reference API's envelope; `shape` forces another (a
-    FastAPI app's own 404/405 are `{"detail": ...}` whatever the API's envelope is)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        shape: ErrorShape | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = dict(headers or {})
-        self.shape = shape
-
-    def body(self, shape: ErrorShape = "openai") -> dict[str, Any]:
-        shape = self.shape or shape
-        if shape == "fastapi":
-            return {"detail": self.message}
-        if shape == "azure":
-            return {"error": {"code": self.code or str(self.status), "message": self.message}}
-        if shape == "openrouter":
-            # OpenRouter's envelope: the HTTP status as an integer code, and a message.
-            return {"error": {"code": self.status, "message": self.message}}
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                # vLLM's envelope carries the HTTP status as an integer code.
-                "code": self.status if shape == "vllm" else self.code,
-            }
-        }
-
-    def response(self, shape: ErrorShape = "openai") -> web.Response:
-        return web.json_response(self.body(shape), status=self.status, headers=self.headers)
-
-
-def not_found_route(method: str, path: str) -> ApiError:
-    return ApiError(404, f"Invalid URL ({method} {path})")
-
-
-def no_such_video(video_id: str) -> ApiError:
-    return ApiError(404, f"Video with id '{video_id}' not found.", param="video_id")
 
 
 def type_name(value: object) -> str:
@@ -143,7 +45,7 @@ def type_name(value: object) -> str:
     return "an unsupported value"
 
 
-def _quoted(values: Collection[str], last: str) -> str:
+def quoted(values: Collection[str], last: str) -> str:
     items = [f"'{v}'" for v in values]
     if len(items) < 2:
         return "".join(items)
@@ -246,7 +148,7 @@ def choice_field(
     if not isinstance(value, str):
         raise ApiError(
             400,
-            f"Invalid type for '{param}': expected one of {_quoted(allowed, 'or')}, "
+            f"Invalid type for '{param}': expected one of {quoted(allowed, 'or')}, "
             f"but got {type_name(value)} instead.",
             param=param,
             code="invalid_type",
@@ -254,7 +156,7 @@ def choice_field(
     if value not in allowed:
         raise ApiError(
             400,
-            f"Invalid value: '{value}'. Supported values are: {_quoted(allowed, 'and')}.",
+            f"Invalid value: '{value}'. Supported values are: {quoted(allowed, 'and')}.",
             param=param,
             code="invalid_value",
         )
@@ -270,86 +172,6 @@ def offered_default(allowed: Sequence[str], preferred: str) -> str:
 def parse_size(size: str) -> tuple[int, int]:
     w, _, h = size.partition("x")
     return int(w), int(h)
-
-
-@dataclass(frozen=True)
-class Reference:
-    data: bytes
-    content_type: str
-
-
-def check_reference(data: bytes, declared: str | None, size: str) -> Reference:
-    """The reference image if it is a jpeg, png or webp of exactly `size`, else the API's 400."""
-    declared = (declared or "").split(";")[0].strip().lower()
-    supported = _quoted(list(IMAGE_TYPES), "and")
-
-    def unsupported(mimetype: str) -> ApiError:
-        return ApiError(
-            400,
-            f"Invalid file 'input_reference': unsupported mimetype ('{mimetype}'). "
-            f"Supported file formats are {supported}.",
-            param="input_reference",
-            code="unsupported_file",
-        )
-
-    if declared not in IMAGE_TYPES and declared not in _UNTYPED:
-        raise unsupported(declared)
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            found, dims = image.format, image.size
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
-        raise ApiError(
-            400,
-            "Invalid file 'input_reference': the image could not be read. "
-            f"Supported file formats are {supported}.",
-            param="input_reference",
-            code="invalid_image",
-        ) from None
-    if found not in _FORMAT_TYPES:
-        raise unsupported(Image.MIME.get(found or "", "unknown"))
-    if dims != parse_size(size):
-        raise ApiError(400, SIZE_MISMATCH_MESSAGE, param="input_reference", code="invalid_value")
-    return Reference(data, _FORMAT_TYPES[found])
-
-
-def reference_from_object(value: object, size: str) -> Reference:
-    """A JSON `input_reference`: `{image_url}` as a data: URL (nothing is fetched)."""
-    if not isinstance(value, dict):
-        raise ApiError(
-            400,
-            "Invalid type for 'input_reference': expected an object, "
-            f"but got {type_name(value)} instead.",
-            param="input_reference",
-            code="invalid_type",
-        )
-    url = value.get("image_url")
-    if "file_id" in value and url is None:
-        raise ApiError(
-            400,
-            f"File '{value['file_id']}' not found; the simulator accepts uploads and data: URLs.",
-            param="input_reference",
-            code="invalid_value",
-        )
-    if not isinstance(url, str) or not url:
-        raise missing("input_reference.image_url")
-    header, sep, payload = url.partition(",")
-    if not url.startswith("data:") or not sep or not header.endswith(";base64"):
-        raise ApiError(
-            400,
-            "The simulator cannot fetch remote images; send a base64 data: URL or upload the file.",
-            param="input_reference",
-            code="invalid_value",
-        )
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(
-            400,
-            "Invalid 'input_reference.image_url': the data URL is not valid base64.",
-            param="input_reference",
-            code="invalid_value",
-        ) from None
-    return check_reference(data, header[len("data:") : -len(";base64")], size)
 
 
 def video_id_field(fields: Mapping[str, Any], *, form: bool) -> str:
@@ -413,3 +235,32 @@ def parse_limit(raw: str | None, maximum: int) -> int:
             code="integer_above_max_value",
         )
     return limit
+
+
+async def read_fields(request: web.Request) -> tuple[dict[str, Any], bool]:
+    """The body's fields and whether it was JSON; the request log records what came."""
+    entry = request[ENTRY]
+    ctype = request.content_type
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.post()
+        except ValueError as exc:
+            raise ApiError(400, f"Could not parse the form body: {exc}") from None
+        fields: dict[str, Any] = {}
+        for name, value in form.items():
+            fields.setdefault(name, value)
+            if isinstance(value, web.FileField):
+                entry.files[name] = value.content_type
+            else:
+                entry.form_fields.append(name)
+        return fields, False
+    if ctype in ("application/json", "application/octet-stream", ""):
+        body = parse_json_object(await request.read())
+        entry.json = body
+        return body, True
+    raise ApiError(
+        400,
+        f"Unsupported content type: '{ctype}'. This API method only accepts "
+        "'application/json' and 'multipart/form-data' requests.",
+        code="unsupported_content_type",
+    )

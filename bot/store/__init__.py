@@ -1,9 +1,9 @@
 """SQLite persistence: jobs, the money ledger, settings. The only place in the bot with SQL;
 it knows nothing of Discord or HTTP."""
 
-from bot.store.db import SchemaTooNew
 from bot.store.records import (
     ACTIVE_STATES,
+    CANCELLED_CODE,
     FINISHED_STATES,
     Account,
     DeliveryState,
@@ -24,10 +24,12 @@ from bot.store.records import (
     StoreError,
     TargetKind,
 )
+from bot.store.schema import SchemaTooNew
 from bot.store.store import Store
 
 __all__ = [
     "ACTIVE_STATES",
+    "CANCELLED_CODE",
     "FINISHED_STATES",
     "Account",
     "DeliveryState",

@@ -2,9 +2,10 @@
 when, from what to what, and the attempts that were refused.
 
 A change is described as a set of named items (a guild setting, a member's or role's override
-of one limit, a bot-wide meta value). `apply` snapshots them, writes the change and snapshots
-them again, and `insert` records both snapshots: all inside the caller's transaction, so an
-entry exists exactly when its change does. A refused attempt writes nothing but its entry, whose
+of one limit, a bot-wide meta value). `resolve` works out the values that depend on what is
+stored, `snapshot` reads the items before and after `apply` writes them, and `insert_entry`
+records both snapshots: all inside the caller's transaction, so an entry exists exactly when its
+change does. A refused attempt writes nothing but its entry, whose
 "after" is what was asked for.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import aiosqlite
@@ -40,15 +41,26 @@ class OverrideKey:
         return f"override:{self.target_kind}:{self.target_id}:{self.limit_name}"
 
 
+# A new value worked out from the stored one (None: unset) inside the change's transaction.
+OverrideUpdate = Callable[[QuotaOverride | None], QuotaOverride | None]
+SettingUpdate = Callable[[JsonValue], JsonValue]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Change:
     """What one command changes. `settings` are the guild's keys (None deletes); `overrides`
-    the guild's member and role overrides (None deletes); `meta` bot-wide values."""
+    the guild's member and role overrides (None deletes); `meta` bot-wide values.
+
+    `setting_updates` and `override_updates` compute an item's new value from its stored one
+    (a merge, an edit of a list), read in the change's own transaction (see `resolve`), so a
+    change made at the same moment is never overwritten from a stale read."""
 
     guild_id: int | None = None
     settings: Mapping[str, JsonValue] = dataclasses.field(default_factory=dict)
     overrides: Mapping[OverrideKey, QuotaOverride | None] = dataclasses.field(default_factory=dict)
     meta: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    setting_updates: Mapping[str, SettingUpdate] = dataclasses.field(default_factory=dict)
+    override_updates: Mapping[OverrideKey, OverrideUpdate] = dataclasses.field(default_factory=dict)
 
     def requested(self) -> dict[str, JsonValue]:
         """The items as the change would leave them (a refused attempt's "after")."""
@@ -88,6 +100,29 @@ def _override_json(override: QuotaOverride | None) -> JsonValue:
     if override is None:
         return None
     return {"max_micros": override.max_micros, "exempt": override.exempt}
+
+
+async def resolve(conn: aiosqlite.Connection, change: Change) -> Change:
+    """The change with its updates worked out from the stored values, in the caller's
+    transaction: plain values only. An update may raise (bad input that only the stored value
+    shows); the transaction is then rolled back and nothing is written or audited."""
+    if not change.setting_updates and not change.override_updates:
+        return change
+    assert change.guild_id is not None
+    settings = dict(change.settings)
+    if change.setting_updates:
+        stored = await kv.all_guild_settings(conn, change.guild_id)
+        for name, update in change.setting_updates.items():
+            settings[name] = update(stored.get(name))
+    overrides = dict(change.overrides)
+    for key, override_update in change.override_updates.items():
+        current = await kv.get_quota_override(
+            conn, change.guild_id, key.target_kind, key.target_id, key.limit_name
+        )
+        overrides[key] = override_update(current)
+    return dataclasses.replace(
+        change, settings=settings, overrides=overrides, setting_updates={}, override_updates={}
+    )
 
 
 async def snapshot(conn: aiosqlite.Connection, change: Change) -> dict[str, JsonValue]:

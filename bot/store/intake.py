@@ -9,11 +9,11 @@ import aiosqlite
 from bot.store.db import execute, fetch_all
 from bot.store.records import Intake
 
-# Rows per INSERT: 6 parameters each stays under 999, SQLite's oldest limit on parameters.
-ROWS_PER_STATEMENT = 150
+# Rows per INSERT: 7 parameters each stays under 999, SQLite's oldest limit on parameters.
+ROWS_PER_STATEMENT = 140
 INSERT = (
     "INSERT OR REPLACE INTO intake"
-    " (interaction_id, application_id, token, token_expires_at, user_id, received_at)"
+    " (interaction_id, application_id, token, token_expires_at, user_id, received_at, locale)"
 )
 
 
@@ -22,7 +22,7 @@ async def record(conn: aiosqlite.Connection, intakes: Sequence[Intake]) -> None:
     each statement commits on its own (a burst's intakes share one commit)."""
     for start in range(0, len(intakes), ROWS_PER_STATEMENT):
         chunk = intakes[start : start + ROWS_PER_STATEMENT]
-        values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in chunk)
+        values = ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
         params = [
             value
             for i in chunk
@@ -33,6 +33,7 @@ async def record(conn: aiosqlite.Connection, intakes: Sequence[Intake]) -> None:
                 i.token_expires_at,
                 i.user_id,
                 i.received_at,
+                i.locale,
             )
         ]
         # The statement's text is built from placeholders only; every value is a parameter.
@@ -62,6 +63,7 @@ async def unrecorded(conn: aiosqlite.Connection) -> list[Intake]:
             token_expires_at=row["token_expires_at"],
             user_id=row["user_id"],
             received_at=row["received_at"],
+            locale=row["locale"],
         )
         for row in rows
     ]

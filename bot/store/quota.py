@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
+from typing import TypedDict
 
 import aiosqlite
 
@@ -191,15 +192,25 @@ async def spend_refusal(
     )
 
 
+class QuotaTerms(TypedDict, total=False):
+    """A request's limits besides its spend limits, as `check_request` takes them (and the
+    Store's `reserve_job` and `check_job` pass them on); each one left out is its default."""
+
+    max_active_per_user: int | None
+    cooldown_seconds: float | None
+    role_ids: Collection[int]
+    ceilings: Ceilings
+
+
 async def check_request(
     conn: aiosqlite.Connection,
     new: NewJob,
     cost_micros: int,
     limits: Sequence[SpendLimit],
     *,
-    max_active_per_user: int | None,
-    cooldown_seconds: float | None,
     now: float,
+    max_active_per_user: int | None = None,
+    cooldown_seconds: float | None = None,
     role_ids: Collection[int] = (),
     ceilings: Ceilings = NO_CEILINGS,
 ) -> Refusal | None:

@@ -19,6 +19,8 @@ RefusalKind = Literal["spend", "active", "cooldown"]
 
 ACTIVE_STATES: tuple[JobState, ...] = ("creating", "queued_local", "running")
 FINISHED_STATES: tuple[JobState, ...] = ("succeeded", "failed")
+# The error code of a job its member cancelled (see Job.cancelled).
+CANCELLED_CODE = "cancelled"
 
 
 class StoreError(Exception):
@@ -69,6 +71,8 @@ class NewJob(BaseModel):
     negative_prompt: str | None = None
     seed: int | None = Field(default=None, ge=0)
     audio: bool | None = None
+    # The member's language (a Discord locale such as 'es-ES'); None: English.
+    locale: str | None = Field(default=None, max_length=16)
 
 
 class Job(BaseModel):
@@ -130,10 +134,23 @@ class Job(BaseModel):
     reported_cost_micros: int | None = None
     # The part of a reported cost over the member's limits, not charged.
     uncharged_micros: int = 0
+    # When the video was deleted at the service, and by whom (its owner); None: not deleted.
+    deleted_at: float | None = None
+    deleted_by: int | None = None
+    # The member who cancelled the job (its owner); None: not cancelled by a member. A cancelled
+    # job is 'failed' with error code CANCELLED_CODE, refunded like any failure.
+    cancelled_by: int | None = None
+    # The language of the member who started the job (a Discord locale); None: English.
+    locale: str | None = None
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    @property
+    def cancelled(self) -> bool:
+        """Ended by its member's Cancel (not by the service or the bot)."""
+        return self.cancelled_by is not None
 
     @property
     def finished(self) -> bool:
@@ -228,3 +245,5 @@ class Intake:
     token_expires_at: float
     user_id: int
     received_at: float
+    # The member's Discord locale ('es-ES'); None: English.
+    locale: str | None = None

@@ -10,6 +10,68 @@ from typing import Any
 JSON = dict[str, Any]
 
 _NAME = re.compile(r"^[-_'\w]{1,32}$")
+# Discord's locales (the keys of name_localizations / description_localizations).
+LOCALES = frozenset(
+    [
+        "id",
+        "da",
+        "de",
+        "en-GB",
+        "en-US",
+        "es-ES",
+        "es-419",
+        "fr",
+        "hr",
+        "it",
+        "lt",
+        "hu",
+        "nl",
+        "no",
+        "pl",
+        "pt-BR",
+        "ro",
+        "fi",
+        "sv-SE",
+        "vi",
+        "tr",
+        "cs",
+        "el",
+        "bg",
+        "ru",
+        "uk",
+        "hi",
+        "th",
+        "zh-CN",
+        "ja",
+        "zh-TW",
+        "ko",
+    ]
+)
+
+
+def _check_localized(
+    errors: FormErrors, path: list[str | int], owner: JSON, *, names: str, limit: int = 100
+) -> None:
+    """`name_localizations` (checked as `names`: "command" for a chat input command or option
+    name, "menu" for a context menu's, "choice" for a choice's) and `description_localizations`:
+    known locales, and each value as its English field would be checked."""
+    for key in ("name_localizations", "description_localizations"):
+        given = owner.get(key)
+        if given is None:
+            continue
+        if not isinstance(given, dict):
+            errors.add([*path, key], "DICT_TYPE_CONVERT", "Only dictionaries may be used")
+            continue
+        for locale, value in given.items():
+            where = [*path, key, locale]
+            if locale not in LOCALES:
+                errors.add(where, "LOCALE_INVALID", "Invalid locale")
+            elif key == "description_localizations" or names in ("menu", "choice"):
+                most = limit if key == "description_localizations" or names == "choice" else 32
+                if not isinstance(value, str) or not 1 <= len(value) <= most:
+                    errors.add(where, "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {most}.")
+            elif not isinstance(value, str) or not _NAME.match(value) or value != value.lower():
+                errors.add(where, "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
 
 
 class ApiError(Exception):
@@ -201,6 +263,7 @@ def _check_option(errors: FormErrors, path: list[str | int], opt: JSON, depth: i
     if not isinstance(desc, str) or not 1 <= len(desc) <= 100:
         errors.add([*path, "description"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100.")
     size += len(name or "") + len(desc or "")
+    _check_localized(errors, path, opt, names="command")
     otype = opt.get("type")
     if otype not in range(1, 12):
         errors.add([*path, "type"], "BASE_TYPE_CHOICES", "Value must be one of {1..11}.")
@@ -221,6 +284,7 @@ def _check_option(errors: FormErrors, path: list[str | int], opt: JSON, depth: i
         if otype == 3 and (not isinstance(value, str) or len(value) > 100):
             errors.add([*path, "choices", k, "value"], "BASE_TYPE_MAX_LENGTH", "Must be 100.")
         size += len(cname or "") + len(str(value))
+        _check_localized(errors, [*path, "choices", k], choice, names="choice")
     for key in ("min_length", "max_length"):
         value = opt.get(key)
         if value is not None and not 0 <= int(value) <= 6000:
@@ -305,6 +369,7 @@ def check_command(errors: FormErrors, path: list[str | int], cmd: Any) -> None:
     name = cmd.get("name")
     if ctype not in (1, 2, 3, 4):
         errors.add([*path, "type"], "BASE_TYPE_CHOICES", "Value must be one of {1, 2, 3, 4}.")
+    _check_localized(errors, path, cmd, names="command" if ctype == 1 else "menu")
     if ctype == 1:
         if not isinstance(name, str) or not _NAME.match(name) or name != name.lower():
             errors.add(

@@ -1,0 +1,96 @@
+"""When each running job is next read, where the backend reads jobs one by one (no list).
+
+A GET per job per round is what a backend without list costs, and most of those reads find the
+job still running: a job of a kind that took two minutes the last fifty times is not done after
+ten seconds. So a job is read once early (about one interval after it left: a quick failure, a
+refused prompt, is told at once), then not before its kind's lower end (`Expected.low`, the
+10th percentile of what this bot saw, less half an interval; 0 without history, so a new kind is
+read every round), then at every round. From there on every round reads it, so its completion
+is noticed within one interval of it, as before, unless it ended before that: a job faster than
+nearly all of its kind's recent ones is noticed within one interval of the lower end instead.
+`python3 dev.py bench polling` measures both: the reads saved, and how many jobs were noticed
+later than one interval after their end (docs/benchmarks.md).
+
+With list, one request covers every job each round whatever their number, so nothing is gained
+by leaving jobs out: the tracker asks this only for rounds that read job by job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.durations import Durations, Expected
+from bot.queueview import started_at
+from bot.store import Job
+
+# A job is read in a round starting up to this share of an interval before its read is due:
+# rounds come at the interval, but a read is noted a moment after its round began, so without
+# it every other round would find the job "not quite due" and read it one interval late.
+DUE_SLACK = 0.5
+# After the early read, reads start this share of an interval ahead of the kind's lower end: a
+# job a little faster than its kind's fastest tenth is still noticed within one interval.
+LOWER_END_MARGIN = 0.5
+
+
+def read_due(
+    started: float,
+    last_read: float | None,
+    expected: Expected,
+    interval: float,
+    now: float,
+    *,
+    early_check: float | None = None,
+) -> bool:
+    """Whether a round at `now` reads a job that started at `started`: its early read, or an
+    interval after its last one, is due (with DUE_SLACK), and, once the early read was made,
+    not before its kind's lower end, less LOWER_END_MARGIN of an interval."""
+    if last_read is None:
+        first = started + (interval if early_check is None else early_check)
+        return now + DUE_SLACK * interval >= first
+    lower_end = started + expected.low - LOWER_END_MARGIN * interval
+    return now + DUE_SLACK * interval >= last_read + interval and now >= lower_end
+
+
+class ReadSchedule:
+    def __init__(
+        self, durations: Durations, backend: str, *, early_check: float | None = None
+    ) -> None:
+        self.durations = durations
+        # The backend key (bot/durations.py `backend_key`) the durations are learned under.
+        self.backend = backend
+        # Seconds after a job left that its one early read is due (None: one interval; 0: the
+        # first round after it left).
+        self.early_check = early_check
+        # When each video was last read (successfully or not).
+        self._last_read: dict[str, float] = {}
+
+    async def not_due(self, running: Sequence[Job], *, now: float, interval: float) -> set[str]:
+        """The videos of `running` whose next read is not due this round. Forgets the videos
+        that are no longer running."""
+        skip: set[str] = set()
+        current: set[str] = set()
+        for job in running:
+            video_id = job.api_video_id
+            if video_id is None:
+                continue
+            current.add(video_id)
+            expected = await self.durations.expected_for(self.backend, job)
+            if not read_due(
+                started_at(job),
+                self._last_read.get(video_id),
+                expected,
+                interval,
+                now,
+                early_check=self.early_check,
+            ):
+                skip.add(video_id)
+        for video_id in self._last_read.keys() - current:
+            del self._last_read[video_id]
+        return skip
+
+    def read(self, video_id: str, at: float) -> None:
+        """A read of `video_id` was made (whatever it found)."""
+        self._last_read[video_id] = at
+
+    def last_read(self, video_id: str) -> float | None:
+        return self._last_read.get(video_id)
