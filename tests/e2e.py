@@ -66,9 +66,7 @@ class World:
 
     @contextlib.asynccontextmanager
     async def bot(self, **overrides: Any) -> AsyncIterator[VideoBot]:
-        bot = VideoBot(self.settings(**overrides))
-        # A forced re-identify costs discord.py 5 real seconds; the fake never rate limits it.
-        bot.before_identify_hook = _no_wait  # type: ignore[method-assign]
+        bot = FakeGatewayBot(self.settings(**overrides))
         async with running(bot, self.fake, timeout=20):
             yield bot
 
@@ -79,8 +77,12 @@ class World:
         return await self.fake.wait_for(predicate, timeout=timeout, poll=0.05)
 
 
-async def _no_wait(shard_id: int | None, *, initial: bool = False) -> None:
-    return None
+class FakeGatewayBot(VideoBot):
+    """The real bot, but a forced re-identify does not wait: it costs discord.py 5 real seconds,
+    and the fake gateway never rate limits it."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        return None
 
 
 async def tracker_rounds(bot: VideoBot, count: int, timeout: float = 30.0) -> None:  # noqa: ASYNC109
