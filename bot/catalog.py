@@ -100,6 +100,11 @@ class Catalog(BaseModel):
     def get(self, model_id: str) -> ModelSpec | None:
         return next((m for m in self.models if m.id == model_id), None)
 
+    def expected_job_seconds(self, model_id: str, seconds: str) -> float | None:
+        """The catalog's hint of how long a job of this model and length usually takes."""
+        spec = self.get(model_id)
+        return None if spec is None else spec.expected_job_seconds.get(seconds)
+
     def all_sizes(self) -> list[str]:
         return ordered_union(m.sizes for m in self.models)
 

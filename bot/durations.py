@@ -8,7 +8,9 @@ is followed within a few dozen jobs. From them: the median (the ETA), the 90th p
 "should be done by" once the median has passed) and the 10th (the lower end: where the backend is
 read job by job, a job is not read again until the round ahead of it, bot/poll_schedule.py).
 
-Until a kind has history the hint is a default by the clip's length (`default_expected`): about
+Until a kind has history the hint is the catalog's (a model's `expected_job_seconds`, by clip
+length, which an owner may set in their catalog file) or else a default by the clip's length
+(`default_expected`): about
 30 seconds plus 15 seconds per second of video for the median, twice that for the 90th
 percentile, and no lower end (polled from the start, as without history). Hosted Sora 2 and
 Veo 3.1 clips take one to three minutes and self-hosted Wan a few, so the default errs long;
@@ -134,13 +136,16 @@ class Durations:
         history: int = HISTORY,
         cache_seconds: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        hint: Callable[[str, str], float | None] = lambda model, seconds: None,
     ) -> None:
+        # `hint(model, seconds)`: the catalog's usual job time for a kind without history.
         if history < 1:
             raise ValueError("at least one sample is kept")
         self.store = store
         self.history = history
         self.cache_seconds = cache_seconds
         self.clock = clock
+        self.hint = hint
         self._cache: dict[Kind, tuple[float, Expected]] = {}
 
     async def expected(self, backend: str, model: str, size: str, seconds: str) -> Expected:
@@ -153,9 +158,15 @@ class Durations:
         samples = await self.store.recent_durations(
             backend=backend, model=model, size=size, seconds=seconds, limit=self.history
         )
-        found = from_samples(samples) if samples else default_expected(seconds)
+        found = from_samples(samples) if samples else self._without_history(model, seconds)
         self._cache[kind] = (now, found)
         return found
+
+    def _without_history(self, model: str, seconds: str) -> Expected:
+        hinted = self.hint(model, seconds)
+        if hinted is None or not math.isfinite(hinted) or hinted <= 0:
+            return default_expected(seconds)
+        return Expected(median=hinted, p90=hinted * DEFAULT_P90_FACTOR, source="catalog")
 
     async def expected_for(self, backend: str, job: Job) -> Expected:
         return await self.expected(backend, job.model, job.size, job.seconds)

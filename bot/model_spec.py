@@ -73,6 +73,9 @@ class ModelSpec(BaseModel):
     seconds_by_resolution: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     default_seconds: str | None = None
     default_size: str | None = None
+    # The owner's hint of how long a job usually takes at their service, in seconds, by clip
+    # length ("8": 95); used for ETAs and polling until the bot has finished jobs of the kind.
+    expected_job_seconds: dict[str, float] = Field(default_factory=dict)
     options: ModelOptions = ModelOptions()
     note: str | None = None
 

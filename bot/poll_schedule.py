@@ -12,12 +12,20 @@ nearly all of its kind's recent ones is noticed within one interval of the lower
 later than one interval after their end (docs/benchmarks.md).
 
 With list, one request covers every job each round whatever their number, so nothing is gained
-by leaving jobs out: the tracker asks this only for rounds that read job by job.
+by leaving jobs out: the tracker asks `ReadSchedule` only for rounds that read job by job. What
+a listing gains from what was learned is when rounds come (`next_round_wait`): a completion
+between two rounds at the interval waits half an interval on average, and jobs of a kind end
+near its median, so a round also comes when a running job is expected to end (a second after its
+kind's learned median, not yet past at the last round), never closer than WAKE_FLOOR of an
+interval to the one before. Rounds therefore come at most 1 / WAKE_FLOOR times an interval (four
+list requests a page where rounds at the interval make one), and each job brings at most one
+round of its own (its expected end): a round's extra list requests are at most
+min(running jobs, 1 / WAKE_FLOOR - 1) per interval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from bot.durations import Durations, Expected
 from bot.queueview import started_at
@@ -30,6 +38,26 @@ DUE_SLACK = 0.5
 # After the early read, reads start this share of an interval ahead of the kind's lower end: a
 # job a little faster than its kind's fastest tenth is still noticed within one interval.
 LOWER_END_MARGIN = 0.5
+# With list, rounds for expected ends never come closer than this share of an interval.
+WAKE_FLOOR = 0.25
+# A round for an expected end comes this long after it (at most WAKE_FLOOR of an interval): the
+# samples behind a median come from completion stamps in whole seconds, cut down, so a job of
+# median length is done up to a second after its median says.
+END_SLACK = 1.0
+
+
+def next_round_wait(since_last: float, interval: float, ends: Iterable[float], now: float) -> float:
+    """Seconds from `now` to the next round of a tracker that lists every job, `since_last`
+    seconds after the last round began: at the interval, or sooner at the soonest of `ends`
+    (expected ends of running jobs, on the clock of `now`) not yet past at the last round, plus
+    END_SLACK; never sooner than WAKE_FLOOR of an interval after the last round."""
+    last = now - since_last
+    slack = min(END_SLACK, WAKE_FLOOR * interval)
+    wait = interval - since_last
+    ahead = [end + slack for end in ends if end + slack > last]
+    if ahead:
+        wait = min(wait, max(WAKE_FLOOR * interval - since_last, min(ahead) - now))
+    return max(0.0, wait)
 
 
 def read_due(

@@ -117,7 +117,7 @@ def build_services(
         await memory.release()
 
     key = services_backend_key(backend)
-    durations = Durations(store)
+    durations = Durations(store, hint=catalog.expected_job_seconds)
     tracker = Tracker(
         store,
         client,

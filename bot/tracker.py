@@ -6,7 +6,8 @@ refreshes them with as few requests as the backend allows (bot/job_reads.py; rea
 only the jobs whose read is due by what the bot learned of their kind, bot/poll_schedule.py),
 applies what it read (bot/job_news.py), then finishes the creates whose outcome is unknown
 (bot/unconfirmed.py), and last tells the members whose place in line or ETA moved
-(bot/outlooks.py). Every request goes through the client's shared requests-per-minute limiter,
+(bot/outlooks.py). Rounds come at the interval; where one list request covers every job, also
+when a running job is expected to end (bot/poll_schedule.py `next_round_wait`). Every request goes through the client's shared requests-per-minute limiter,
 so the tracker can never exceed the owner's limit. Each success leaves a sample of how long its
 kind takes (bot/durations.py).
 
@@ -37,7 +38,7 @@ from bot.job_reads import JobReads
 from bot.jobview import MAX_CREATE_SENDS
 from bot.local_queue import LocalQueue
 from bot.outlooks import Outlooks
-from bot.poll_schedule import ReadSchedule
+from bot.poll_schedule import ReadSchedule, next_round_wait
 from bot.queueview import Outlook
 from bot.round_stats import Outcome, RoundStats, Unread
 from bot.sender import Sent
@@ -112,6 +113,9 @@ class Tracker:
         self.schedule: ReadSchedule | None = None
         self.outlooks: Outlooks | None = None
         self._to_learn: list[Job] = []
+        # Whether the last round read the running jobs by list (rounds may then come at their
+        # expected ends).
+        self._listed = False
         if durations is not None:
             self.schedule = ReadSchedule(durations, backend, early_check=early_check)
             self.outlooks = Outlooks(store, durations, backend)
@@ -189,6 +193,13 @@ class Tracker:
         hint = self.client.poll_after
         return max(self.interval, hint) if hint else self.interval
 
+    def round_wait(self, since_last: float) -> float:
+        """Seconds from now to the next round, `since_last` seconds after the last one began:
+        the interval, or sooner where the last round listed every job and one of them is
+        expected to end before it (bot/poll_schedule.py)."""
+        ends = self.outlooks.ends() if self.outlooks is not None and self._listed else ()
+        return next_round_wait(since_last, self.next_delay(), ends, self.clock())
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         last_poll = -math.inf
@@ -196,7 +207,7 @@ class Tracker:
             # Cleared before the round, so a wake that arrives during it is not lost.
             self._wake.clear()
             try:
-                if loop.time() - last_poll >= self.next_delay():
+                if self.round_wait(loop.time() - last_poll) <= 0.0:
                     last_poll = loop.time()
                     await self.poll_once()
                 else:
@@ -209,7 +220,7 @@ class Tracker:
                 raise
             except Exception:
                 log.exception("tracker round failed; retrying next round")
-            wait = max(0.0, last_poll + self.next_delay() - loop.time())
+            wait = self.round_wait(loop.time() - last_poll)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
@@ -260,7 +271,8 @@ class Tracker:
         creating = [j for j in jobs if j.state == "creating"]
         self.unconfirmed.settled_except({j.id for j in creating})
         not_due: set[str] = set()
-        if self.schedule is not None and not self.reads.lists(len(running)):
+        self._listed = self.reads.lists(len(running))
+        if self.schedule is not None and not self._listed:
             # Read job by job: only the jobs whose read is due (see bot/poll_schedule.py).
             not_due = await self.schedule.not_due(
                 running, now=self.clock(), interval=self.next_delay()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.catalog import Catalog
 from bot.durations import (
     DEFAULT_BASE_SECONDS,
     DEFAULT_P90_FACTOR,
@@ -103,6 +104,35 @@ async def test_without_history_the_default_by_clip_length_is_used(store: Store) 
     other = backend_key("sglang", "http://gpu-box:30000/v1")
     assert (await durations.expected(other, KIND[0], "720x1280", KIND[2])).source == "catalog"
     assert (await durations.expected(BACKEND, KIND[0], "720x1280", KIND[2])).source == "history"
+
+
+async def test_the_catalogs_hint_stands_until_the_kind_has_history(store: Store) -> None:
+    # The owner's catalog says this model's 5 s clips take about 95 s at their server.
+    catalog = Catalog.model_validate(
+        {
+            "models": [
+                {
+                    "id": KIND[0],
+                    "label": "Wan 2.2",
+                    "sizes": [KIND[1]],
+                    "seconds": [KIND[2]],
+                    "price_per_second": {KIND[1]: "0.05"},
+                    "expected_job_seconds": {KIND[2]: 95},
+                }
+            ]
+        }
+    )
+    durations = Durations(store, hint=catalog.expected_job_seconds, cache_seconds=0)
+
+    hinted = await durations.expected(BACKEND, *KIND)
+    # A length the catalog has no hint for falls back to the default by clip length.
+    other = await durations.expected(BACKEND, KIND[0], KIND[1], "8")
+    await learn(durations, store, 40)
+    learned = await durations.expected(BACKEND, *KIND)
+
+    assert hinted == Expected(median=95.0, p90=95.0 * DEFAULT_P90_FACTOR, source="catalog")
+    assert other.median == DEFAULT_BASE_SECONDS + DEFAULT_PER_SECOND * 8
+    assert (learned.median, learned.source) == (40.0, "history")
 
 
 async def test_one_finished_job_is_history(store: Store) -> None:
