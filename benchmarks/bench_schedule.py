@@ -58,6 +58,8 @@ QUICK_JOBS = 100
 HISTORY_JOBS = 50
 # A self-hosted server running fixed steps varies by a few percent; hosted services more.
 SPREADS = (0.05, 0.1, 0.25)
+# With list: every job of the same length (0), and a 10 % spread.
+LIST_SPREADS = (0.0, 0.1)
 
 
 async def sent_job(
@@ -211,9 +213,12 @@ class Bench:
             run.longest_round = max(run.longest_round, time.perf_counter() - began)
         self.count()
 
-    async def until_done(self, run: Run | None, arrivals: list[tuple[float, float]]) -> None:
+    async def until_done(
+        self, run: Run | None, arrivals: list[tuple[float, float]], *, at_interval: bool = False
+    ) -> None:
         """Create jobs at their (virtual) arrival times, each taking its own time; run rounds
-        at the interval until every job has been seen finished."""
+        when the tracker's own loop would (`Tracker.round_wait`), or at the interval only if
+        `at_interval`, until every job has been seen finished."""
         start = self.clock.now()
         pending = sorted(arrivals)
         made: list[str] = []
@@ -228,7 +233,11 @@ class Bench:
             await self.round(run)
             if not pending and all(v in self.noticed.at for v in made):
                 break
-            next_round += self.interval
+            if at_interval:
+                next_round += self.interval
+            else:
+                # A round takes no virtual time: the next one is this long after it began.
+                next_round = self.clock.now() + self.tracker.round_wait(0.0)
         else:
             raise RuntimeError("the jobs never finished")
         if self.noticed.failed:
@@ -262,13 +271,16 @@ async def without_list(work: Path, jobs: int, sigma: float, *, learned: bool) ->
         return run
 
 
-async def with_list(work: Path, jobs: int) -> Run:
-    """(h), virtual time: jobs created at random moments over one job's time, read by list."""
+async def with_list(work: Path, jobs: int, sigma: float, *, at_interval: bool) -> Run:
+    """(h), virtual time: jobs created at random moments over one job's time, read by list;
+    each taking MEDIAN_SECONDS (sigma 0) or its own time drawn around it. Rounds at the interval
+    only (`at_interval`, as before rounds came at expected ends too) or as the tracker has them."""
     async with Bench(work, listed=True, learned=True, interval=INTERVAL) as bench:
         rng = random.Random(3)
-        arrivals = [(rng.uniform(0, MEDIAN_SECONDS), MEDIAN_SECONDS) for _ in range(jobs)]
+        took = durations_drawn(jobs, sigma, seed=5)
+        arrivals = [(rng.uniform(0, MEDIAN_SECONDS), took[n]) for n in range(jobs)]
         run = Run(jobs)
-        await bench.until_done(run, arrivals)
+        await bench.until_done(run, arrivals, at_interval=at_interval)
         return run
 
 
@@ -341,18 +353,15 @@ def schedule_rows(quick: bool) -> list[Row]:
             today = asyncio.run(without_list(today_dir, jobs, sigma, learned=False))
             learned = asyncio.run(without_list(learned_dir, jobs, sigma, learned=True))
             rows += no_list_rows(jobs, sigma, today, learned)
-        (work / "listed").mkdir()
-        run = asyncio.run(with_list(work / "listed", jobs))
-        rows.append(
-            list_row(
-                f"{jobs} jobs, list, {INTERVAL:g} s rounds, virtual clock",
-                INTERVAL,
-                run,
-                f"virtual seconds from each job's completion at the simulator to the tracker "
-                f"round that saw it, {jobs} jobs of {MEDIAN_SECONDS:g} s created at random "
-                f"moments over {MEDIAN_SECONDS:g} s, listed, rounds every {INTERVAL:g} s",
-            )
-        )
+        for n, sigma in enumerate(LIST_SPREADS[:1] if quick else LIST_SPREADS):
+            runs: dict[bool, Run] = {}
+            for at_interval in (True, False):
+                where = work / f"listed-{n}-{at_interval}"
+                where.mkdir()
+                runs[at_interval] = asyncio.run(
+                    with_list(where, jobs, sigma, at_interval=at_interval)
+                )
+            rows += listed_rows(jobs, sigma, runs[True], runs[False])
         (work / "real").mkdir()
         real = asyncio.run(with_list_real_time(work / "real", REAL_JOBS))
         rows.append(
@@ -423,7 +432,28 @@ def list_row(name: str, interval: float, run: Run, what: str) -> Row:
         f"polling, {name}: (h) completed -> noticed",
         f"mean {mean:.2f} s, median {middle:.2f} s",
         f"target: mean within half an interval ({interval / 2:g} s): "
-        f"{verdict(mean <= interval / 2)}; slowest {max(run.lags):.2f} s; "
-        f"{run.lists} list requests{longest}",
+        f"{verdict(mean <= interval / 2)}; {lag_text(run, interval)}; "
+        f"{run.lists} list requests ({run.lists / run.jobs:.2f} a job){longest}",
         what,
     )
+
+
+def listed_rows(jobs: int, sigma: float, today: Run, woken: Run) -> list[Row]:
+    kind = f"{MEDIAN_SECONDS:g} s" if sigma == 0 else f"~{MEDIAN_SECONDS:g} s (sigma {sigma:g})"
+    what = (
+        f"virtual seconds from each job's completion at the simulator to the tracker round that "
+        f"saw it, {jobs} jobs of {kind} created at random moments over {MEDIAN_SECONDS:g} s, "
+        f"listed"
+    )
+    name = f"{jobs} jobs of {kind}, list, {INTERVAL:g} s rounds, virtual clock"
+    extra = (woken.lists - today.lists) / jobs
+    return [
+        list_row(f"{name}, rounds at the interval", INTERVAL, today, what + ", rounds every 10 s"),
+        list_row(
+            f"{name}, rounds also at expected ends",
+            INTERVAL,
+            woken,
+            what + ", rounds every 10 s and at each running job's expected end "
+            f"(+{extra:.2f} list requests a job)",
+        ),
+    ]

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # --- Discord -------------------------------------------------------------------------------
     discord_token: SecretStr | None = None
     discord_guild_ids: IdList = Field(default_factory=list)
+    # Discord's REST API at another address: a shared rate-limit proxy (nirn-proxy,
+    # twilight-http-proxy) that several bot processes send through, e.g.
+    # http://proxy:8080/api/v10. None: discord.com.
+    discord_api_base: str | None = None
     owner_ids: IdList = Field(default_factory=list)
     # Servers where the bot may be used; empty means any (start-up warns if the bot is public).
     allowed_guild_ids: IdList = Field(default_factory=list)
@@ -224,7 +228,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"header {name.strip()!r} has control characters in it")
         return value
 
-    @field_validator("openai_base_url")
+    @field_validator("openai_base_url", "discord_api_base")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         if value is None:

@@ -7,9 +7,9 @@ only the jobs whose read is due by what the bot learned of their kind, bot/poll_
 applies what it read (bot/job_news.py), then finishes the creates whose outcome is unknown
 (bot/unconfirmed.py), and last tells the members whose place in line or ETA moved
 (bot/outlooks.py). Rounds come at the interval; where one list request covers every job, also
-when a running job is expected to end (bot/poll_schedule.py `next_round_wait`). Every request goes through the client's shared requests-per-minute limiter,
-so the tracker can never exceed the owner's limit. Each success leaves a sample of how long its
-kind takes (bot/durations.py).
+when a running job is expected to end (bot/poll_schedule.py `next_round_wait`). Every request
+goes through the client's shared requests-per-minute limiter, so the tracker can never exceed
+the owner's limit. Each success leaves a sample of how long its kind takes (bot/durations.py).
 
 Whatever one job's answer is (an error, a body that does not parse, a value out of range) concerns
 that job alone: the round goes on for the others, and the job's deadline applies whether or not

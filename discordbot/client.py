@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import discord
 from discord.ext import commands
+from discord.http import Route
 
 from bot.backend import Backend
 from bot.catalog import Catalog
@@ -77,6 +78,9 @@ class VideoBot(commands.Bot):
             allowed_installs=command_installs(),
         )
         self.settings = settings
+        if settings.discord_api_base:
+            # discord.py sends every REST call (interaction webhooks included) to Route.BASE.
+            Route.BASE = settings.discord_api_base
         self._stack = AsyncExitStack()
         self._services: Services | None = None
         self._closing: asyncio.Task[None] | None = None
