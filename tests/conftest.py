@@ -4,10 +4,14 @@ Discord token used by the suite ever shows up in a log record or in a message th
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
+from bot.sim.prepared import ENV_DIR
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.fixture import fake_discord  # noqa: F401 - a pytest fixture
 
@@ -39,6 +43,21 @@ class _Everything(logging.Handler):
             self.lines.append(self.format(record) + repr(record.args))
         except Exception:
             self.lines.append(str(record.msg))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One folder of prepared clips for the whole run: the workers (and the simulators the CLI
+    tests start) inherit it, so each clip is rendered once, not once per process."""
+    if hasattr(config, "workerinput") or os.environ.get(ENV_DIR):
+        return
+    folder = tempfile.mkdtemp(prefix="video-sim-prepared-")
+    os.environ[ENV_DIR] = folder
+
+    def cleanup() -> None:
+        os.environ.pop(ENV_DIR, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    config.add_cleanup(cleanup)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -1307,3 +1308,29 @@ async def test_only_openrouter_answers_its_video_models() -> None:
         answer = await api.http.get("/videos/models")
     assert answer.status_code == 404
     assert "models" in answer.json()["error"]["message"]
+
+
+def test_processes_sharing_a_prepared_folder_render_each_clip_once(tmp_path: Path) -> None:
+    folder = tmp_path / "clips"
+    script = (
+        "import sys\n"
+        "from bot.sim import media\n"
+        "from bot.sim.prepared import prepared_clip\n"
+        "calls = []\n"
+        "real = media.render_video\n"
+        "media.render_video = lambda *a: (calls.append(a), real(*a))[1]\n"
+        "paths = prepared_clip(64, 48, 1, 4)\n"
+        "print(len(calls), paths['video'])\n"
+    )
+    env = {**os.environ, "SIM_PREPARED_DIR": str(folder)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    # The first process renders the clip into the shared folder; the second finds it there.
+    assert [int(calls) for calls, _ in runs] == [1, 0]
+    assert runs[0][1] == runs[1][1] and Path(runs[0][1]).parent == folder
+    with av.open(runs[0][1]) as container:
+        assert container.streams.video[0].width == 64

@@ -6,11 +6,17 @@ for each distinct prompt. The cache lives for the whole process, shared by every
 a test suite renders each (width, height, seconds, fps) once. Renders run in worker threads
 (`asyncio.to_thread`), several servers at once: a lock per geometry makes the second caller wait
 for the first render instead of starting its own.
+
+`SIM_PREPARED_DIR` names a folder to keep them in instead, shared by several processes (a test
+suite's workers): each clip is then rendered once for all of them. Files are written under a
+temporary name and renamed into place, so processes rendering the same clip at once never see
+half a file.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 import threading
@@ -22,6 +28,8 @@ from bot.sim import media
 PROMPT = "A prepared clip (the simulator's stand-in for every prompt)"
 
 Geometry = tuple[int, int, int, int]
+# A folder shared by several processes (see the module's text).
+ENV_DIR = "SIM_PREPARED_DIR"
 
 _lock = threading.Lock()
 _geometry_locks: dict[Geometry, threading.Lock] = {}
@@ -30,11 +38,17 @@ _directory: Path | None = None
 
 
 def _shared_directory() -> Path:
-    """The process's folder of prepared clips, made on first use and removed at exit."""
+    """The folder of prepared clips: SIM_PREPARED_DIR's, or the process's own, made on first use
+    and removed at exit."""
     global _directory  # noqa: PLW0603 - one folder per process, by design
     if _directory is None:
-        _directory = Path(tempfile.mkdtemp(prefix="video-sim-prepared-"))
-        atexit.register(shutil.rmtree, _directory, ignore_errors=True)
+        named = os.environ.get(ENV_DIR)
+        if named:
+            _directory = Path(named)
+            _directory.mkdir(parents=True, exist_ok=True)
+        else:
+            _directory = Path(tempfile.mkdtemp(prefix="video-sim-prepared-"))
+            atexit.register(shutil.rmtree, _directory, ignore_errors=True)
     return _directory
 
 
