@@ -11,10 +11,12 @@
     interval for every job). Two spreads: a narrow one (sigma 0.1: a self-hosted server running
     fixed steps) and a wide one (sigma 0.25) to show what the schedule gains when jobs of a kind
     vary much.
-(h) With list (one request a page for every job): rounds at the interval, jobs created one by one
-    at odd moments so their ends fall anywhere between rounds; the time from a job's completion
-    at the service to the tracker noticing it, mean and median, at the default interval (10 s)
-    and at 1 s.
+(h) With list (one request a page for every job): jobs created one by one at odd moments so
+    their ends fall anywhere between rounds; the time from a job's completion at the service to
+    the tracker noticing it, mean and median, and the list requests it took, with rounds at the
+    interval only (as before) and with rounds as the tracker has them (`Tracker.round_wait`:
+    also just after each running job's expected end), jobs all of 120 s and drawn around it
+    (sigma 0.1), at the default interval (10 s); and at 1 s in real time (the tracker's loop).
 
 Everything runs in this process against a `SimServer` on a `SimClock`: time is virtual, so each
 "completed -> noticed" is exact (the simulator's own completion time against the virtual time of

@@ -1,4 +1,4 @@
-"""When each running job is next read, where the backend reads jobs one by one (no list).
+"""When running jobs are next read: job by job (no list), and when listed rounds come.
 
 A GET per job per round is what a backend without list costs, and most of those reads find the
 job still running: a job of a kind that took two minutes the last fifty times is not done after
@@ -19,8 +19,8 @@ near its median, so a round also comes when a running job is expected to end (a 
 kind's learned median, not yet past at the last round), never closer than WAKE_FLOOR of an
 interval to the one before. Rounds therefore come at most 1 / WAKE_FLOOR times an interval (four
 list requests a page where rounds at the interval make one), and each job brings at most one
-round of its own (its expected end): a round's extra list requests are at most
-min(running jobs, 1 / WAKE_FLOOR - 1) per interval.
+round of its own (its expected end): at most min(running jobs, 1 / WAKE_FLOOR - 1) extra rounds
+an interval, each a list request a page. docs/benchmarks.md gives what that costs and gains.
 """
 
 from __future__ import annotations

@@ -196,8 +196,11 @@ class Tracker:
     def round_wait(self, since_last: float) -> float:
         """Seconds from now to the next round, `since_last` seconds after the last one began:
         the interval, or sooner where the last round listed every job and one of them is
-        expected to end before it (bot/poll_schedule.py)."""
-        ends = self.outlooks.ends() if self.outlooks is not None and self._listed else ()
+        expected to end before it (bot/poll_schedule.py), unless the server asked for rounds
+        further apart than the interval."""
+        hint = self.client.poll_after
+        early = self.outlooks is not None and self._listed and not (hint and hint > self.interval)
+        ends = self.outlooks.ends() if self.outlooks is not None and early else ()
         return next_round_wait(since_last, self.next_delay(), ends, self.clock())
 
     async def _run(self) -> None:

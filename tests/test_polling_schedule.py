@@ -7,6 +7,9 @@ is run by hand at a chosen time; nothing here waits for the clock).
 - A success leaves a sample, and the next job of that kind is read by it.
 - Each round hands every shown job an outlook: its place in line and ETA, an estimated bar where
   the service reports no progress; waiting jobs are told again as the line moves.
+- With list, a round also comes a little after a running job's expected end (its kind's learned
+  median), never closer than a quarter interval to the one before, and never later than the
+  interval; without list, or without history, rounds stay at the interval.
 - A job its member cancels while the round is reading it is left alone, without a traceback.
 """
 
@@ -25,7 +28,7 @@ from aiohttp import web
 from bot.api.client import VideosClient
 from bot.delivery import Deliverer, Result
 from bot.durations import Durations, Expected, backend_key, default_expected, sample_of
-from bot.poll_schedule import read_due
+from bot.poll_schedule import END_SLACK, next_round_wait, read_due
 from bot.queueview import ESTIMATE_AT_MEDIAN, Outlook
 from bot.store import Intake, Job, NewJob, Store
 from bot.tracker import Tracker
@@ -186,6 +189,66 @@ async def rounds(tracker: Tracker, clock: Clock, until: float) -> None:
         clock.now += INTERVAL
 
 
+def listed(api: ScriptedAPI, clock: Clock, services: list[Job_]) -> None:
+    """`GET /videos` lists every one of `services` (one page), each as of the clock."""
+
+    async def listing(request: web.Request) -> web.StreamResponse:
+        data = []
+        for service in services:
+            await service(request)  # notes the read, as the list's item of that job
+            done = clock.now >= service.ends_at
+            data.append(
+                video(
+                    service.video_id,
+                    status="completed" if done else "in_progress",
+                    progress=100 if done else None,
+                    created_at=int(T0),
+                    completed_at=service.ends_at if done else None,
+                )
+            )
+        first, last = services[0].video_id, services[-1].video_id
+        page = {"object": "list", "data": data, "first_id": first, "last_id": last}
+        return web.json_response({**page, "has_more": False})
+
+    api.on("GET", "/videos", listing)
+
+
+async def rounds_as_the_tracker_has_them(
+    tracker: Tracker, clock: Clock, listener: Recorder, until: float
+) -> tuple[list[float], dict[int, float]]:
+    """Run rounds when the tracker's own loop would (`round_wait`; a round takes no virtual
+    time) up to `until`: when each round ran, and when each job was seen finished."""
+    ran: list[float] = []
+    seen: dict[int, float] = {}
+    while clock.now <= until:
+        await tracker.poll_once()
+        ran.append(clock.now)
+        for job in listener.finished:
+            seen.setdefault(job.id, clock.now)
+        clock.now += tracker.round_wait(0.0)
+    return ran, seen
+
+
+def test_the_rule_a_listed_round_also_comes_at_an_expected_end_never_too_often() -> None:
+    floor = INTERVAL / 4
+    # No expected end ahead: the interval, counted from the last round.
+    assert next_round_wait(0.0, INTERVAL, [], T0) == INTERVAL
+    assert next_round_wait(4.0, INTERVAL, [], T0) == INTERVAL - 4
+    # An end before the next interval: a round END_SLACK after it ...
+    assert next_round_wait(0.0, INTERVAL, [T0 + 6, T0 + 8], T0) == 6 + END_SLACK
+    # ... but never closer than a quarter interval to the last round ...
+    assert next_round_wait(0.0, INTERVAL, [T0 + 0.5], T0) == floor
+    assert next_round_wait(1.0, INTERVAL, [T0 - 0.2], T0) == floor - 1
+    # ... nor later than the interval, and an end the last round was already past brings none.
+    assert next_round_wait(0.0, INTERVAL, [T0 + 30], T0) == INTERVAL
+    assert next_round_wait(0.0, INTERVAL, [T0 - 5], T0) == INTERVAL
+    assert next_round_wait(3.0, INTERVAL, [T0 - 4], T0) == INTERVAL - 3
+    # Due already (the loop was late): at once.
+    assert next_round_wait(12.0, INTERVAL, [T0 + 1], T0) == 0.0
+    # At a 1 s interval the slack is a quarter of it, not a whole second.
+    assert next_round_wait(0.0, 1.0, [T0 + 0.5], T0) == 0.75
+
+
 def test_the_rule_an_early_read_then_nothing_until_just_ahead_of_the_lower_end() -> None:
     learned = Expected(median=120, p90=200, source="history", low=90, samples=20)
     # The early read: due about one interval after the job left (a round half an interval
@@ -272,26 +335,7 @@ async def test_with_list_one_request_covers_every_job_each_round(
 ) -> None:
     await learned(store, *(100.0 + 10 * n for n in range(10)))
     jobs = [await sent_job(store, api, clock, f"v{i}", takes=125) for i in range(3)]
-
-    async def listing(request: web.Request) -> web.StreamResponse:
-        data = []
-        for _, service in jobs:
-            await service(request)  # notes the read, as the list's item of that job
-            done = clock.now >= service.ends_at
-            data.append(
-                video(
-                    service.video_id,
-                    status="completed" if done else "in_progress",
-                    progress=100 if done else None,
-                    created_at=int(T0),
-                    completed_at=service.ends_at if done else None,
-                )
-            )
-        return web.json_response(
-            {"object": "list", "data": data, "first_id": "v0", "last_id": "v2", "has_more": False}
-        )
-
-    api.on("GET", "/videos", listing)
+    listed(api, clock, [service for _, service in jobs])
     listener = Recorder()
     tracker = tracker_for(store, client_for(http, api.url), listener, clock)
     await rounds(tracker, clock, until=T0 + 130)
@@ -430,3 +474,78 @@ async def test_a_whole_second_completion_stamp_a_little_before_the_send_counts_a
         assert done is not None
         samples.append(sample_of(done))
     assert samples == [0.0, None]
+
+
+async def test_with_list_a_round_comes_just_after_a_jobs_expected_end(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    # The kind takes 120 s; the jobs leave between two rounds, so at the interval they would be
+    # noticed 8 and 4 s after their ends (rounds at ..., 120, 130).
+    await learned(store, *([120.0] * 10))
+    services: list[Job_] = []
+    for at, video_id in ((2.0, "v0"), (6.0, "v1"), (8.0, "v2")):
+        clock.now = T0 + at
+        services.append((await sent_job(store, api, clock, video_id, takes=120))[1])
+    # Three jobs of a kind without history (no promise, no round of their own) keep the list in
+    # use (it takes three running jobs) after those end.
+    for n in range(3):
+        others = await sent_job(store, api, clock, f"w{n}", takes=300, size="720x1280")
+        services.append(others[1])
+    listed(api, clock, services)
+    listener = Recorder()
+    tracker = tracker_for(store, client_for(http, api.url), listener, clock)
+    clock.now = T0 + 10
+    ran, seen = await rounds_as_the_tracker_has_them(tracker, clock, listener, until=T0 + 140)
+    ends = {job.id: job.completed_at for job in listener.finished}
+    lags = sorted(seen[job_id] - (end or 0.0) for job_id, end in ends.items())
+    # Rounds at the interval up to 120, then a second after each expected end (122 -> 123,
+    # 126 -> 127), for the third (128 -> 129) a quarter interval after the last round; then
+    # back to the interval.
+    assert ran == [T0 + t for t in (*range(10, 121, 10), 123, 127, 129.5, 139.5)]
+    assert lags == [1.0, 1.0, 1.5]
+    # Listed every round: two list requests more than the 14 rounds at the interval make.
+    assert api.count("GET", "/videos") == len(ran) == 16
+    assert all(api.count("GET", f"/videos/{s.video_id}") == 0 for s in services)
+
+
+async def test_rounds_stay_at_the_interval_without_list_or_without_history(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    # No history: the catalog hint is no promise, so no round of its own.
+    services = [(await sent_job(store, api, clock, f"v{i}", takes=12))[1] for i in range(3)]
+    listed(api, clock, services)
+    listener = Recorder()
+    tracker = tracker_for(store, client_for(http, api.url), listener, clock)
+    ran, _ = await rounds_as_the_tracker_has_them(tracker, clock, listener, until=T0 + 25)
+    assert ran == [T0, T0 + 10, T0 + 20]
+    assert len(listener.finished) == 3
+
+
+async def test_read_job_by_job_rounds_stay_at_the_interval_whatever_was_learned(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    await learned(store, *([30.0] * 10))
+    jobs = [await sent_job(store, api, clock, f"v{i}", takes=32) for i in range(3)]
+    listener = Recorder()
+    tracker = tracker_for(store, client_for(http, api.url), listener, clock)
+    ran, seen = await rounds_as_the_tracker_has_them(tracker, clock, listener, until=T0 + 45)
+    assert ran == [T0 + t for t in (0, 10, 20, 30, 40)]
+    assert set(seen.values()) == {T0 + 40}
+    # The one list request was refused (no such route): job by job from then on.
+    assert tracker.list_refused and api.count("GET", "/videos") == 1
+    assert all(len(service.reads) >= 2 for _, service in jobs)
+
+
+async def test_no_round_of_its_own_where_the_server_asked_for_rounds_further_apart(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    await learned(store, *([120.0] * 10))
+    services = [(await sent_job(store, api, clock, f"v{i}", takes=120))[1] for i in range(3)]
+    listed(api, clock, services)
+    tracker = tracker_for(store, client_for(http, api.url), Recorder(), clock)
+    clock.now = T0 + 115
+    await tracker.poll_once()
+    assert tracker.round_wait(0.0) == 120 + END_SLACK - 115
+    # `openai-poll-after-ms` asked for 30 s: that, and no round for the expected end.
+    tracker.client.poll_after = 30.0
+    assert tracker.round_wait(0.0) == 30.0
