@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.api.models import CreateVideo
+from bot.api.models import SEED_LIMIT, CreateVideo
 from bot.model_spec import ModelSpec, ordered_union
 from bot.notice import Code, Notice, NoticeError, notice
 from bot.shapes import parse_resolution
@@ -23,9 +23,6 @@ from bot.shapes import parse_resolution
 # Amounts are integer micro-dollars in the ledger so sums are exact; the catalog file uses Decimal.
 MICROS_PER_DOLLAR = 1_000_000
 NEGATIVE_PROMPT_LIMIT = 2000
-# Seeds a member may give (and the range a random one is drawn from): unsigned 32-bit, which
-# every server that takes a seed accepts.
-SEED_LIMIT = 2**32
 
 
 class NotOffered(NoticeError):

@@ -344,14 +344,13 @@ class Deliverer:
             return None
         if self.client.caps.variants:
             try:
+                # The client keeps only a body typed and starting like an image: a gateway that
+                # drops `variant` and answers the mp4 itself is refused there.
                 await self.client.download(job.api_video_id, thumb, variant="thumbnail")
             except VideoAPIError as exc:
                 log.info("job %s: no thumbnail variant (%s)", job.id, redact(exc.message))
             else:
-                if await asyncio.to_thread(_is_image, thumb):
-                    return thumb
-                # A gateway that drops `variant` answers the mp4 itself.
-                await asyncio.to_thread(thumb.unlink, missing_ok=True)
+                return thumb
         # No usable thumbnail from the service: made here from the video's first frame.
         if await make_thumbnail_async(video, thumb):
             return thumb
@@ -398,14 +397,3 @@ class Deliverer:
     def _cleanup(self, job_id: int) -> None:
         self._no_thumb.discard(job_id)
         self.media.remove_job(job_id)
-
-
-def _is_image(path: Path) -> bool:
-    """Whether a downloaded thumbnail starts like a webp, png or jpeg."""
-    with path.open("rb") as handle:
-        head = handle.read(12)
-    return (
-        (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-        or head.startswith(b"\x89PNG\r\n\x1a\n")
-        or head.startswith(b"\xff\xd8\xff")
-    )

@@ -146,20 +146,18 @@ async def _discover_served(client: VideosClient, profile: ProfileName) -> Catalo
         why = "; ".join(skipped[:3]) or "it names no model"
         return _fallback(profile, f"{where} gave no usable model ({why})")
     catalog, mapped = from_served(served)
-    origin = ", ".join(
-        f"{model} -> " + ("the bundled default" if preset == "default" else f"preset {preset}")
+    origins = {
+        model: "the bundled default" if preset == "default" else f"preset {preset}"
         for model, preset in mapped
-    )
+    }
+    origin = ", ".join(f"{model} -> {whence}" for model, whence in origins.items())
     _log_skipped(skipped)
     return CatalogChoice(
         catalog,
         f"discovered from {where} ({origin})",
         notes=skipped,
         discovered=True,
-        model_origins={
-            model: "the bundled default" if preset == "default" else f"preset {preset}"
-            for model, preset in mapped
-        },
+        model_origins=origins,
     )
 
 

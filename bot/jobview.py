@@ -72,11 +72,6 @@ def failure_notice(code: str | None, message: str | None) -> Notice:
     return notice("The video could not be made.")
 
 
-def failure_text(code: str | None, message: str | None) -> str:
-    """`failure_notice` in plain English."""
-    return failure_notice(code, message).plain()
-
-
 def status_text(status: str | None) -> Notice:
     """A running job's status in words; one the bot does not know is shown by name."""
     key = (status or "").lower()

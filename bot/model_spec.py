@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from math import gcd
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.api.models import parse_size
+from bot.api.openrouter import shape_from_size
 from bot.shapes import parse_aspect, parse_resolution, standard_size
 
 # Discord limits a choice's name and value to 100 characters.
@@ -222,12 +222,7 @@ class ModelSpec(BaseModel):
         declared = self.shapes().get(size)
         if declared is not None:
             return declared
-        w, h = parse_size(size)
-        d = gcd(w, h)
-        a, b = w // d, h // d
-        if max(a, b) > 32:
-            return None
-        return f"{a}:{b}", f"{min(w, h)}p"
+        return shape_from_size(size)
 
     def resolution_of(self, size: str) -> str:
         shape = self.shape_of(size)

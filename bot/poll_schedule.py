@@ -119,6 +119,3 @@ class ReadSchedule:
     def read(self, video_id: str, at: float) -> None:
         """A read of `video_id` was made (whatever it found)."""
         self._last_read[video_id] = at
-
-    def last_read(self, video_id: str) -> float | None:
-        return self._last_read.get(video_id)

@@ -45,12 +45,6 @@ async def place_in_line(store: Store, job_id: int) -> int | None:
     return await store.queue_position(job_id)
 
 
-def ordinal(n: int) -> str:
-    """`1st`, `2nd`, `3rd`, `4th`, `11th`, `21st` ..."""
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
 def started_at(job: Job) -> float:
     """When a job's time at the service began: its request's send, else when it was made."""
     return job.create_attempted_at if job.create_attempted_at is not None else job.created_at

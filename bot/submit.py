@@ -131,7 +131,7 @@ class JobService:
             return admitted
         new, now = admitted
         refusal = await self.policy.check(origin, new, now)
-        return _refused(self.policy.describe(refusal)) if refusal is not None else None
+        return Refused(self.policy.describe(refusal)) if refusal is not None else None
 
     async def _admit(
         self, origin: Origin, request: CreateVideo, *, has_reference: bool
@@ -142,7 +142,7 @@ class JobService:
         text = clean_prompt(request.prompt)
         problem = prompt_problem(text)
         if problem:
-            return _refused(problem)
+            return Refused(problem)
         spec = self.catalog.get(request.model)
         problem = (
             option_refusal(
@@ -155,7 +155,7 @@ class JobService:
             else None
         )
         if problem:
-            return _refused(problem)
+            return Refused(problem)
         try:
             # The options checked against the model too: one it does not take is refused here,
             # before anything is sent; where the server would fix a seed, one is drawn.
@@ -178,7 +178,7 @@ class JobService:
             parent_channel_id=origin.parent_channel_id,
         )
         if ruled:
-            return _refused(ruled)
+            return Refused(ruled)
         now = self.clock()
         cost = self.catalog.cost_micros(request.model, request.size, request.seconds)
         new = self._new_job(
@@ -213,16 +213,16 @@ class JobService:
         text = clean_prompt(prompt)
         problem = prompt_problem(text)
         if problem:
-            return _refused(problem)
+            return Refused(problem)
         if origin.user_id != source.user_id:
-            return _refused(notice("Only the member who made this video can do that."))
+            return Refused(notice("Only the member who made this video can do that."))
         if not getattr(self.client.caps, _CAPABILITY[kind]):
-            return _refused(_CANNOT_MAKE[kind])
+            return Refused(_CANNOT_MAKE[kind])
         if source.state != "succeeded" or source.api_video_id is None:
-            return _refused(_ONLY_FINISHED[kind])
+            return Refused(_ONLY_FINISHED[kind])
         now = self.clock()
         if source.expires_at is not None and source.expires_at <= now:
-            return _refused(_EXPIRED[kind])
+            return Refused(_EXPIRED[kind])
         spec = self.catalog.get(source.model)
         if spec is None or source.size not in spec.price_per_second:
             return Refused(
@@ -236,7 +236,7 @@ class JobService:
         length = source.seconds
         if kind == "extend":
             if seconds not in EXTEND_SECONDS:
-                return _refused(
+                return Refused(
                     notice(
                         "An extension adds {seconds} seconds.", seconds=", ".join(EXTEND_SECONDS)
                     )
@@ -252,7 +252,7 @@ class JobService:
             parent_channel_id=origin.parent_channel_id,
         )
         if ruled:
-            return _refused(ruled)
+            return Refused(ruled)
         cost = self.catalog.cost_micros(source.model, source.size, generated)
         new = self._new_job(
             origin,
@@ -314,7 +314,7 @@ class JobService:
         cost = new.cost_micros
         result = await self.policy.reserve(origin, new, now)
         if isinstance(result, Refusal):
-            return _refused(self.policy.describe(result))
+            return Refused(self.policy.describe(result))
         job = result
         log.info(
             "job %s (%s) reserved %s for user %s",
@@ -336,7 +336,3 @@ class JobService:
     async def _reload(self, job: Job) -> Job:
         fresh = await self.store.get_job(job.id)
         return fresh if fresh is not None else job
-
-
-def _refused(message: Notice) -> Refused:
-    return Refused(message)

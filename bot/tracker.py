@@ -159,11 +159,8 @@ class Tracker:
 
     @property
     def looks(self) -> BackgroundTasks:
-        """Searches for unconfirmed creates started outside the round (see look_now)."""
+        """Searches for unconfirmed creates started outside the round (see bot/unconfirmed.py)."""
         return self.unconfirmed.looks
-
-    def look_now(self, job_id: int, *, delay: float = 0.0) -> None:
-        self.unconfirmed.look_now(job_id, delay=delay)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -246,7 +243,7 @@ class Tracker:
             self.wake()
         if sent is Sent.UNKNOWN:
             # Looked for at once, off the caller's path.
-            self.look_now(job.id)
+            self.unconfirmed.look_now(job.id)
         elif sent is Sent.UNREACHABLE:
             await self.set_service_ok(False)
         elif sent is Sent.STARTED:

@@ -17,7 +17,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.catalog import SEED_LIMIT, Catalog
+from bot.api.models import SEED_LIMIT
+from bot.catalog import Catalog
 from bot.notice import Code, Notice, notice
 from bot.reference import ReferenceRejected, check_declared_size
 from discordbot.client import VideoBot

@@ -10,12 +10,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.api.models import ReferenceImage
-from bot.catalog import NEGATIVE_PROMPT_LIMIT, SEED_LIMIT, Catalog
+from bot.api.models import SEED_LIMIT, ReferenceImage
+from bot.catalog import NEGATIVE_PROMPT_LIMIT, Catalog
 from discordbot.client import VideoBot
 from discordbot.menus import autocompleter, command_menus
 from discordbot.notices import tell
-from discordbot.requests import Checked, RequestFlow, VideoOptions, checked_request
+from discordbot.requests import (
+    PROMPT_LIMIT,
+    Checked,
+    RequestFlow,
+    VideoOptions,
+    checked_request,
+)
 
 DESCRIPTIONS = {
     "prompt": "What the video should show",
@@ -45,7 +51,7 @@ def video_parameters(catalog: Catalog) -> list[inspect.Parameter]:
         inspect.Parameter(
             "interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction
         ),
-        inspect.Parameter("prompt", optional, annotation=app_commands.Range[str, 1, 4000]),
+        inspect.Parameter("prompt", optional, annotation=app_commands.Range[str, 1, PROMPT_LIMIT]),
         option("model", Optional[str]),  # noqa: UP045 - discord.py reads the annotation object
         option("seconds", Optional[str]),  # noqa: UP045
         option("size", Optional[str]),  # noqa: UP045

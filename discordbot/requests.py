@@ -47,6 +47,11 @@ PROMPT_LIMIT = 4000
 INTAKE_WAIT = 1.0
 
 
+def token_expiry(interaction: discord.Interaction[Any]) -> float:
+    """When the interaction's token stops working (Unix seconds)."""
+    return interaction.created_at.timestamp() + TOKEN_LIFETIME
+
+
 def origin_of(interaction: discord.Interaction[Any]) -> Origin:
     return Origin(
         user_id=interaction.user.id,
@@ -54,7 +59,7 @@ def origin_of(interaction: discord.Interaction[Any]) -> Origin:
         guild_id=interaction.guild_id,
         interaction_id=interaction.id,
         interaction_token=interaction.token,
-        token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
+        token_expires_at=token_expiry(interaction),
         application_id=interaction.application_id,
         upload_limit=interaction.filesize_limit,
         role_ids=tuple(r.id for r in getattr(interaction.user, "roles", ())),
@@ -152,7 +157,7 @@ class RequestFlow:
             interaction_id=interaction.id,
             application_id=interaction.application_id,
             token=interaction.token,
-            token_expires_at=interaction.created_at.timestamp() + TOKEN_LIFETIME,
+            token_expires_at=token_expiry(interaction),
             user_id=interaction.user.id,
             received_at=time.time(),
             locale=interaction.locale.value,

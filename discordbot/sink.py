@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import aiohttp
 import discord
 
 from bot.delivery import Result
@@ -127,6 +128,12 @@ class DiscordSink:
         async with state.lock:
             if state.closed:
                 return  # the result is being (or has been) posted
+            if not self._token_alive(job):
+                # Past the token's life the original reply can no longer be edited; progress
+                # then waits for the result, which is posted as a new message (a status message
+                # per poll would spam). Nothing is sent, so nothing is worked out either.
+                state.last_edit = previous
+                return
             services = self.host.services
             place = outlook.place if outlook is not None else None
             if place is None and job.state == "queued_local":
@@ -144,24 +151,17 @@ class DiscordSink:
             if shown == state.shown:
                 state.last_edit = previous  # nothing was sent, so the slot is still free
                 return
-            if self._token_alive(job):
-                embed = job_embed(
-                    view, source=await self._source(job), standing=standing, locale=job.locale
-                )
-                try:
-                    # Cancel while it is offered; `view=None` takes it off the message.
-                    await self._webhook(job).edit_message(ORIGINAL, embed=embed, view=buttons)
-                except discord.HTTPException as exc:
-                    if not _token_dead(exc):
-                        # Not marked as shown: the job's next change tries this edit again.
-                        raise
-                    await self.host.services.store.clear_token(job.id)
-                else:
-                    state.shown = shown
-                    return
-            # Past the token's life the original reply can no longer be edited; progress then
-            # waits for the result, which is posted as a new message (a status message per poll
-            # would spam).
+            embed = job_embed(
+                view, source=await self._source(job), standing=standing, locale=job.locale
+            )
+            try:
+                # Cancel while it is offered; `view=None` takes it off the message.
+                await self._webhook(job).edit_message(ORIGINAL, embed=embed, view=buttons)
+            except discord.HTTPException as exc:
+                if not _token_dead(exc):
+                    # Not marked as shown: the job's next change tries this edit again.
+                    raise
+                await services.store.clear_token(job.id)
             state.shown = shown
 
     # ------------------------------------------------------------------ results
@@ -258,22 +258,25 @@ class DiscordSink:
             channel = self.client.get_channel(job.channel_id) or await self.client.fetch_channel(
                 job.channel_id
             )
-            assert isinstance(channel, discord.abc.Messageable)
-            kwargs: dict[str, Any] = {
-                "content": t(job.locale, "{member} {news}", member=f"<@{job.user_id}>", news=said),
-                "embed": embed,
-                "files": attachments(),
-                "allowed_mentions": mention,
-                "nonce": nonce,
-            }
-            if reference is not None:
-                kwargs["reference"] = reference
-            if buttons is not None:
-                kwargs["view"] = buttons
-            message = await channel.send(**kwargs)
-            return message.id
-        except (discord.Forbidden, discord.NotFound, AssertionError):
-            log.info("job %s: channel unusable, sending the result by DM", job.id)
+            if isinstance(channel, discord.abc.Messageable):
+                kwargs: dict[str, Any] = {
+                    "content": t(
+                        job.locale, "{member} {news}", member=f"<@{job.user_id}>", news=said
+                    ),
+                    "embed": embed,
+                    "files": attachments(),
+                    "allowed_mentions": mention,
+                    "nonce": nonce,
+                }
+                if reference is not None:
+                    kwargs["reference"] = reference
+                if buttons is not None:
+                    kwargs["view"] = buttons
+                message = await channel.send(**kwargs)
+                return message.id
+        except (discord.Forbidden, discord.NotFound):
+            pass
+        log.info("job %s: channel unusable, sending the result by DM", job.id)
         user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
         dm_kwargs: dict[str, Any] = {}
         if buttons is not None:
@@ -293,19 +296,21 @@ class DiscordSink:
         if intake.token_expires_at - TOKEN_MARGIN <= self.clock():
             return False
         webhook = discord.Webhook.partial(intake.application_id, intake.token, client=self.client)
-        try:
-            await webhook.edit_message(
-                ORIGINAL,
-                content=None,
-                embed=notice_embed(
-                    notice(
-                        "The bot restarted before your request was recorded. Nothing was sent "
-                        "to the video service and nothing was charged; please send it again."
-                    ),
-                    locale=intake.locale,
+        edit = webhook.edit_message(
+            ORIGINAL,
+            content=None,
+            embed=notice_embed(
+                notice(
+                    "The bot restarted before your request was recorded. Nothing was sent "
+                    "to the video service and nothing was charged; please send it again."
                 ),
-            )
-        except discord.HTTPException as exc:
+                locale=intake.locale,
+            ),
+        )
+        try:
+            # Bounded, and any failure contained: the start waits for every such answer.
+            await asyncio.wait_for(edit, EDIT_TIMEOUT)
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             log.info("could not answer unrecorded request %s: %s", intake.interaction_id, exc)
             return False
         return True

@@ -7,13 +7,15 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 
 from bot.sim.prepared import ENV_DIR
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.fixture import fake_discord  # noqa: F401 - a pytest fixture
+from tests.scripted_api import ScriptedAPI
 
 # Every video API key the tests hand to the bot or the client.
 KNOWN_SECRETS = frozenset(
@@ -69,6 +71,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rest = [item for item in items if item.get_closest_marker("long") is None]
     paired = [item for pair in zip(long, rest, strict=False) for item in pair]
     items[:] = paired + long[len(paired) // 2 :] + rest[len(paired) // 2 :]
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[ScriptedAPI]:
+    """A scripted video service on loopback (a module may name its own `api`)."""
+    async with ScriptedAPI() as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client a test's VideosClient sends through (a module may name its own)."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0)) as client:
+        yield client
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The common default umask, under which a plain file would be readable by every local user
+    (for tests that the bot's own files are not)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 @pytest.fixture(autouse=True)

@@ -97,6 +97,11 @@ def video(vid: str = "video_1", **fields: Any) -> dict[str, Any]:
     return base
 
 
+def video_deleted(vid: str = "video_1") -> dict[str, Any]:
+    """A DeletedVideoResource: what the service answers a delete with."""
+    return {"id": vid, "object": "video.deleted", "deleted": True}
+
+
 def error(status: int, message: str, **fields: Any) -> web.Response:
     headers = fields.pop("headers", None)
     body = {

@@ -32,9 +32,10 @@ from bot.cancel import (
 from bot.own_job import UNKNOWN
 from bot.queueview import Outlook
 from bot.sim import SimClock, SimConfig, SimServer
-from bot.store import CANCELLED_CODE, InvalidTransition, Job, JobState, NewJob, Store
+from bot.store import CANCELLED_CODE, InvalidTransition, Job, JobState, Store
 from bot.tracker import Tracker
-from tests.scripted_api import Responder, ScriptedAPI, answer, video
+from tests.jobs import job_record, job_request
+from tests.scripted_api import Responder, ScriptedAPI, answer, video, video_deleted
 from tests.scripted_client import client_for
 
 OWNER = 1
@@ -43,7 +44,7 @@ COST = 400_000
 T0 = 1_000_000.0
 VIDEO = "video_1"
 PATH = f"/videos/{VIDEO}"
-DELETED = {"id": VIDEO, "object": "video.deleted", "deleted": True}
+DELETED = video_deleted(VIDEO)
 
 
 class Recorder:
@@ -65,24 +66,9 @@ class Recorder:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[ScriptedAPI]:
-    async with ScriptedAPI() as server:
-        yield server
-
-
-@pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "bot.sqlite3", clock=SimClock(T0))
-    try:
+    async with await Store.open(tmp_path / "bot.sqlite3", clock=SimClock(T0)) as s:
         yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0)) as client:
-        yield client
 
 
 @pytest.fixture
@@ -98,16 +84,7 @@ def canceller(
 
 async def job_in(store: Store, state: JobState) -> Job:
     """A job of OWNER's with its reservation, in `state` ('creating' sent: see `sent`)."""
-    new = NewJob(
-        user_id=OWNER,
-        guild_id=100,
-        channel_id=10,
-        prompt="a fox in the snow",
-        model="sora-2",
-        seconds="4",
-        size="1280x720",
-        cost_micros=COST,
-    )
+    new = job_request(user_id=OWNER, guild_id=100, prompt="a fox in the snow", cost_micros=COST)
     job = await store.insert_job(
         new, state="queued_local" if state == "queued_local" else "creating"
     )
@@ -463,45 +440,8 @@ async def test_a_second_cancel_says_so_and_refunds_nothing_more(
 
 async def test_cancel_is_offered_while_it_can_do_something() -> None:
     def job(state: JobState) -> Job:
-        fields: dict[str, Any] = {
-            "id": 1,
-            "kind": "create",
-            "source_job_id": None,
-            "user_id": OWNER,
-            "guild_id": None,
-            "channel_id": 10,
-            "interaction_id": None,
-            "interaction_token": None,
-            "token_expires_at": None,
-            "application_id": None,
-            "response_message_id": None,
-            "prompt": "p",
-            "model": "sora-2",
-            "seconds": "4",
-            "size": "1280x720",
-            "has_reference": False,
-            "cost_micros": 0,
-            "upload_limit": None,
-            "state": state,
-            "api_video_id": VIDEO if state in ("running", "succeeded") else None,
-            "api_status": None,
-            "progress": None,
-            "error_code": None,
-            "error_message": None,
-            "create_attempted_at": None,
-            "created_at": T0,
-            "updated_at": T0,
-            "completed_at": None,
-            "expires_at": None,
-            "deadline_at": None,
-            "delivery_state": "pending",
-            "delivery_claimed_at": None,
-            "delivered_at": None,
-            "delivery_attempts": 0,
-            "delivered_message_id": None,
-            "local_path": None,
-        }
-        return Job.model_validate(fields)
+        video = VIDEO if state in ("running", "succeeded") else None
+        return job_record(state=state, api_video_id=video, user_id=OWNER)
 
     stops, cannot = Capabilities(), Capabilities(delete=False)
     assert [cancellable(job(s), stops) for s in ("queued_local", "creating", "running")] == [

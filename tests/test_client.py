@@ -62,13 +62,8 @@ async def _no_sleep(_: float) -> None:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[ScriptedAPI]:
-    async with ScriptedAPI() as server:
-        yield server
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
+    # Shorter than conftest's: the client's read timeout and body deadline follow from it.
     async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0)) as client:
         yield client
 

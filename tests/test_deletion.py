@@ -13,8 +13,9 @@ import pytest
 from bot.deletion import CANNOT_DELETE, FAILED, NO_VIDEO, NOT_OWNER, VideoDeleter
 from bot.own_job import UNKNOWN
 from bot.sim.clock import SimClock
-from bot.store import Job, NewJob, Store
-from tests.scripted_api import ScriptedAPI, answer
+from bot.store import Job, Store
+from tests.jobs import job_request
+from tests.scripted_api import ScriptedAPI, answer, video_deleted
 from tests.scripted_client import client_for
 
 OWNER = 1
@@ -22,28 +23,13 @@ OTHER = 2
 T0 = 1_000_000.0
 VIDEO = "video_1"
 PATH = f"/videos/{VIDEO}"
-DELETED = {"id": VIDEO, "object": "video.deleted", "deleted": True}
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[ScriptedAPI]:
-    async with ScriptedAPI() as server:
-        yield server
+DELETED = video_deleted(VIDEO)
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "bot.sqlite3", clock=SimClock(T0))
-    try:
+    async with await Store.open(tmp_path / "bot.sqlite3", clock=SimClock(T0)) as s:
         yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0)) as client:
-        yield client
 
 
 def deleter(store: Store, http: httpx.AsyncClient, api: ScriptedAPI, **caps: Any) -> VideoDeleter:
@@ -51,16 +37,7 @@ def deleter(store: Store, http: httpx.AsyncClient, api: ScriptedAPI, **caps: Any
 
 
 async def finished_job(store: Store, video: str | None = VIDEO) -> Job:
-    new = NewJob(
-        user_id=OWNER,
-        guild_id=100,
-        channel_id=10,
-        prompt="a fox in the snow",
-        model="sora-2",
-        seconds="4",
-        size="1280x720",
-        cost_micros=400_000,
-    )
+    new = job_request(user_id=OWNER, guild_id=100, prompt="a fox in the snow")
     job = await store.insert_job(new)
     if video is None:
         return job

@@ -4,7 +4,6 @@ that cannot succeed ends as undeliverable, told and refunded, its file removed a
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,20 +16,13 @@ from bot.api.client import VideosClient
 from bot.api.config import ClientConfig
 from bot.api.profiles import Capabilities
 from bot.delivery import Deliverer, Result
-from bot.queueview import Outlook
 from bot.sim.media import render_video
-from bot.store import Intake, Job, NewJob, Store
+from bot.store import Job, NewJob, Store
+from tests.clock import Clock
 from tests.scripted_api import ScriptedAPI
+from tests.sinks import QuietSink
 
 COST = 400_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def _no_sleep(_: float) -> None:
@@ -82,16 +74,13 @@ async def client(api: ScriptedAPI) -> AsyncIterator[VideosClient]:
         yield VideosClient(http, config, sleep=_no_sleep)
 
 
-class RefusingSink:
+class RefusingSink(QuietSink):
     """A channel (and DMs) that refuse every upload: the result with a video never arrives;
     `refuse_times` limits how many tries fail. A plain notice without files still gets through."""
 
     def __init__(self, refuse_times: int | None = None) -> None:
         self.refuse_times = refuse_times
         self.results: list[Result] = []
-
-    async def show_progress(self, job: Job, outlook: Outlook | None = None) -> None:
-        return None
 
     async def send_result(self, job: Job, result: Result) -> int | None:
         self.results.append(result)
@@ -102,12 +91,6 @@ class RefusingSink:
                 raise RuntimeError("403 Forbidden: Missing Access")
             return 55
         return 77
-
-    async def find_result(self, job: Job) -> int | None:
-        return None
-
-    async def answer_unrecorded(self, intake: Intake) -> bool:
-        return True
 
 
 async def finished_job(store: Store, clock: Clock) -> Job:

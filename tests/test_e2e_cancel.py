@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import JobBalance, Store
+from bot.store import Job, JobBalance, Store
+from discordbot.client import VideoBot
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Interaction
 from tests.fakediscord.state import Message
@@ -87,6 +88,18 @@ def delivery_state(w: World, job_id: int) -> str:
         return str(row[0]) if row else ""
     finally:
         raw.close()
+
+
+async def delivered_and_settled(
+    w: World, bot: VideoBot, interaction: Interaction, custom_id: str
+) -> tuple[Message, Job | None]:
+    """The job's message once it carries the video, and the job once its delivery is recorded
+    (so settled: charged once)."""
+    delivered: Message = await w.wait_for(
+        lambda: interaction.original if has_video(interaction) else None
+    )
+    await w.wait_for(lambda: delivery_state(w, job_id_of(custom_id)) == "done")
+    return delivered, await bot.store.get_job(job_id_of(custom_id))
 
 
 async def balances(w: World) -> tuple[dict[int, JobBalance], int]:
@@ -199,12 +212,7 @@ async def test_anyone_else_is_refused_privately_and_the_job_goes_on(
         assert custom_id is not None
         click = await w.fake.dispatch_button(message, custom_id, user=w.users[1])
         answer: Message = await w.wait_for(lambda: notice(click))
-        delivered: Message = await w.wait_for(
-            lambda: interaction.original if has_video(interaction) else None
-        )
-        # Settled (charged) once its delivery is recorded.
-        await w.wait_for(lambda: delivery_state(w, job_id_of(custom_id)) == "done")
-        job = await bot.store.get_job(job_id_of(custom_id))
+        delivered, job = await delivered_and_settled(w, bot, interaction, custom_id)
     assert "Only the member who started this video can cancel it" in str(answer.embed)
     assert answer.ephemeral
     assert job is not None and (job.state, job.cancelled_by) == ("succeeded", None)
@@ -233,12 +241,7 @@ async def test_a_job_that_finished_meanwhile_is_delivered_and_its_member_told(
         video.job_seconds = 0.0
         click = await w.fake.dispatch_button(message, custom_id, user=w.user)
         answer: Message = await w.wait_for(lambda: notice(click))
-        delivered: Message = await w.wait_for(
-            lambda: interaction.original if has_video(interaction) else None
-        )
-        # Settled (charged) once its delivery is recorded.
-        await w.wait_for(lambda: delivery_state(w, job_id_of(custom_id)) == "done")
-        job = await bot.store.get_job(job_id_of(custom_id))
+        delivered, job = await delivered_and_settled(w, bot, interaction, custom_id)
     assert "already finished" in str(answer.embed)
     assert answer.ephemeral
     assert job is not None and (job.state, job.cancelled_by) == ("succeeded", None)

@@ -4,9 +4,8 @@ cooldown on showing videos again."""
 from __future__ import annotations
 
 import io
-import os
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ from tests.fakediscord.state import Interaction, Message
 async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
     async with world(fake_discord, tmp_path, users=2) as env:
         yield env
-
-
-@pytest.fixture
-def open_umask() -> Iterator[None]:
-    """The usual default, under which files would be readable by every local user."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def png(width: int, height: int) -> bytes:

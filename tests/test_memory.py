@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.memory import MemoryReleaser
+from tests.clock import Clock
 
 linux_glibc = pytest.mark.skipif(
     not MemoryReleaser().available, reason="malloc_trim is glibc's (Linux)"
@@ -14,14 +15,6 @@ linux_glibc = pytest.mark.skipif(
 def rss() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * 4096
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @linux_glibc
@@ -41,7 +34,7 @@ async def test_pages_freed_below_a_live_allocation_go_back_to_the_system() -> No
 
 @linux_glibc
 async def test_runs_at_most_once_per_interval() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     releaser = MemoryReleaser(interval=10.0, clock=clock)
     assert await releaser.release()
     clock.now += 9.9

@@ -82,7 +82,9 @@ async def test_the_catalog_says_which_ratio_a_size_stands_for_or_that_a_size_is_
 def test_a_reference_is_a_first_frame_data_url_and_options_go_when_given() -> None:
     image = reference()
     request = CreateVideo(prompt="it moves", model="google/veo-3.1", seconds="4", size="1280x720")
-    body = create_body(request, image, seed=42, generate_audio=False, negative_prompt="blur")
+    body = create_body(
+        request.model_copy(update={"seed": 42, "audio": False, "negative_prompt": "blur"}), image
+    )
     (frame,) = body["frame_images"]
     assert frame["type"] == "image_url" and frame["frame_type"] == "first_frame"
     header, payload = frame["image_url"]["url"].split(",", 1)

@@ -26,27 +26,22 @@ import pytest
 from aiohttp import web
 
 from bot.api.client import VideosClient
-from bot.delivery import Deliverer, Result
+from bot.delivery import Deliverer
 from bot.durations import Durations, Expected, backend_key, default_expected, sample_of
 from bot.poll_schedule import END_SLACK, next_round_wait, read_due
 from bot.queueview import ESTIMATE_AT_MEDIAN, Outlook
-from bot.store import Intake, Job, NewJob, Store
+from bot.store import Job, Store
 from bot.tracker import Tracker
+from tests.clock import Clock
+from tests.jobs import job_request
 from tests.scripted_api import ScriptedAPI, video
 from tests.scripted_client import client_for
+from tests.sinks import QuietSink
 
 T0 = 1_800_000_000.0
 INTERVAL = 10.0
 KEY = backend_key("openai", "https://videos.example/v1")
 SIZE = "1280x720"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Recorder:
@@ -102,28 +97,13 @@ class Job_:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
 async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "bot.sqlite3", clock=clock)
-    try:
+    async with await Store.open(tmp_path / "bot.sqlite3", clock=clock) as s:
         yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[ScriptedAPI]:
-    async with ScriptedAPI() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        yield client
 
 
 def tracker_for(
@@ -142,15 +122,7 @@ def tracker_for(
 
 
 async def new_job(store: Store, *, size: str = SIZE, user_id: int = 1, queued: bool = False) -> Job:
-    new = NewJob(
-        user_id=user_id,
-        channel_id=10,
-        prompt="a fox",
-        model="sora-2",
-        seconds="4",
-        size=size,
-        cost_micros=400_000,
-    )
+    new = job_request(user_id=user_id, size=size)
     return await store.insert_job(new, state="queued_local" if queued else "creating")
 
 
@@ -345,7 +317,7 @@ async def test_with_list_one_request_covers_every_job_each_round(
     assert len(listener.finished) == 3
 
 
-class OutlookSink:
+class OutlookSink(QuietSink):
     """A real delivery sink that keeps every outlook it is handed, and says when one of a job
     arrives."""
 
@@ -356,15 +328,6 @@ class OutlookSink:
     async def show_progress(self, job: Job, outlook: Outlook | None = None) -> None:
         self.seen.append((job.id, job.state, outlook))
         self.arrived.set()
-
-    async def send_result(self, job: Job, result: Result) -> int | None:
-        return 1
-
-    async def find_result(self, job: Job) -> int | None:
-        return None
-
-    async def answer_unrecorded(self, intake: Intake) -> bool:
-        return True
 
     def last(self, job_id: int) -> Outlook | None:
         shown = [o for j, _, o in self.seen if j == job_id]

@@ -6,7 +6,7 @@ import pytest
 
 from bot.jobview import job_view
 from bot.progress import format_duration, progress_bar
-from bot.store import Job
+from tests.jobs import job_record
 
 
 @pytest.mark.parametrize(
@@ -31,78 +31,38 @@ def test_durations(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 
 
-def _job(**fields: object) -> Job:
-    values: dict[str, object] = {
-        "id": 7,
-        "kind": "create",
-        "source_job_id": None,
-        "user_id": 1,
-        "guild_id": None,
-        "channel_id": 10,
-        "interaction_id": None,
-        "interaction_token": None,
-        "token_expires_at": None,
-        "application_id": None,
-        "response_message_id": None,
-        "prompt": "a fox",
-        "model": "sora-2",
-        "seconds": "4",
-        "size": "1280x720",
-        "has_reference": False,
-        "cost_micros": 0,
-        "upload_limit": None,
-        "state": "running",
-        "api_video_id": "v1",
-        "api_status": "in_progress",
-        "progress": 10,
-        "error_code": None,
-        "error_message": None,
-        "create_attempted_at": 1.0,
-        "created_at": 0.0,
-        "updated_at": 0.0,
-        "completed_at": None,
-        "expires_at": None,
-        "deadline_at": None,
-        "delivery_state": "pending",
-        "delivery_claimed_at": None,
-        "delivered_at": None,
-        "delivery_attempts": 0,
-        "delivered_message_id": None,
-        "local_path": None,
-        "create_attempts": 1,
-    }
-    values.update(fields)
-    return Job.model_validate(values)
-
-
 def test_a_status_the_bot_does_not_know_is_shown_by_name() -> None:
-    assert str(job_view(_job(api_status="moderating"), now=5).status) == (
+    assert str(job_view(job_record(api_status="moderating"), now=5).status) == (
         "Running — status: moderating"
     )
-    assert str(job_view(_job(api_status="in_progress"), now=5).status) == "Generating"
+    assert str(job_view(job_record(api_status="in_progress"), now=5).status) == "Generating"
     # Only a short plain word of it: no markup or mentions from a server.
-    odd = str(job_view(_job(api_status="**@everyone** `x`" + "z" * 100), now=5).status)
+    odd = str(job_view(job_record(api_status="**@everyone** `x`" + "z" * 100), now=5).status)
     assert "*" not in odd and "@" not in odd and "`" not in odd
     assert len(odd) <= len("Running — status: ") + 32
 
 
 def test_a_create_sent_again_says_it_is_retrying() -> None:
-    first = job_view(_job(state="creating", api_video_id=None, api_status=None), now=5)
+    first = job_view(job_record(state="creating", api_video_id=None, api_status=None), now=5)
     assert str(first.status) == "Sending to the video service"
-    resend = _job(state="creating", api_video_id=None, create_attempted_at=None)
+    resend = job_record(state="creating", api_video_id=None, create_attempted_at=None)
     assert "Retrying" in str(job_view(resend, now=5).status)
     assert "try 2 of 3" in str(job_view(resend, now=5).status)
-    third = _job(state="creating", api_video_id=None, create_attempts=3, create_attempted_at=9.0)
+    third = job_record(
+        state="creating", api_video_id=None, create_attempts=3, create_attempted_at=9.0
+    )
     assert "try 3 of 3" in str(job_view(third, now=5).status)
 
 
 def test_failure_notes_say_once_that_nothing_was_charged_and_never_show_a_key() -> None:
-    unconfirmed = _job(state="failed", error_code="create_unconfirmed")
+    unconfirmed = job_record(state="failed", error_code="create_unconfirmed")
     assert str(job_view(unconfirmed, now=5).note) == (
         "The video service did not confirm the request; nothing was charged to you."
     )
-    unreachable = str(job_view(_job(state="failed", error_code="unreachable"), now=5).note)
+    unreachable = str(job_view(job_record(state="failed", error_code="unreachable"), now=5).note)
     assert unreachable.count("harged") == 1
-    leaked = _job(state="failed", error_code="x", error_message="bad key sk-live-0123456789abcdef")
+    leaked = job_record(
+        state="failed", error_code="x", error_message="bad key sk-live-0123456789abcdef"
+    )
     note = str(job_view(leaked, now=5).note)
     assert "sk-live" not in note and note.endswith("Nothing was charged.")

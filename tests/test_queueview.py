@@ -11,7 +11,7 @@ import pytest
 
 from bot.durations import Durations, Expected, backend_key
 from bot.local_queue import LocalQueue
-from bot.notice import When
+from bot.notice import When, english_ordinal
 from bot.queueview import (
     ESTIMATE_AT_MEDIAN,
     ESTIMATE_MAX,
@@ -21,12 +21,12 @@ from bot.queueview import (
     expected_end,
     in_line,
     line_etas,
-    ordinal,
     place_in_line,
     play_line,
 )
 from bot.sim.clock import SimClock
-from bot.store import Job, JobState, NewJob, Store
+from bot.store import Job, JobState, Store
+from tests.jobs import job_request
 
 T0 = 1_000_000.0
 BACKEND = backend_key("openai", "https://api.example.com/v1")
@@ -34,23 +34,12 @@ BACKEND = backend_key("openai", "https://api.example.com/v1")
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "bot.sqlite3", clock=SimClock(T0))
-    try:
+    async with await Store.open(tmp_path / "bot.sqlite3", clock=SimClock(T0)) as s:
         yield s
-    finally:
-        await s.close()
 
 
 async def job_in(store: Store, state: JobState, *, at: float = T0, seconds: str = "4") -> Job:
-    new = NewJob(
-        user_id=1,
-        channel_id=10,
-        prompt="a fox in the snow",
-        model="sora-2",
-        seconds=seconds,
-        size="1280x720",
-        cost_micros=0,
-    )
+    new = job_request(prompt="a fox in the snow", seconds=seconds, cost_micros=0)
     job = await store.insert_job(
         new, state="queued_local" if state == "queued_local" else "creating", now=at
     )
@@ -160,7 +149,7 @@ async def test_without_history_the_default_gives_the_eta(store: Store) -> None:
 
 
 def test_ordinals() -> None:
-    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+    assert [english_ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
         "1st",
         "2nd",
         "3rd",

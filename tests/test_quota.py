@@ -40,6 +40,7 @@ from bot.store import Job, NewJob, QuotaOverride, Refusal, Store
 from bot.store.quota import NO_CEILINGS, Ceilings
 from bot.windows import DAY_SECONDS, month_start, next_month_start, utc_day_start
 from discordbot.markup import markup
+from tests.clock import Clock
 
 COST = 400_000  # $0.40
 # Midday on the last day of January, UTC: the month ends in 12 hours.
@@ -47,14 +48,6 @@ T0 = datetime(2025, 1, 31, 12, 0, tzinfo=UTC).timestamp()
 FEB_1 = datetime(2025, 2, 1, tzinfo=UTC).timestamp()
 GUILD = 100
 OTHER_GUILD = 200
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +62,7 @@ class Asker:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

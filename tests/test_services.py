@@ -15,17 +15,17 @@ from pydantic import SecretStr
 from bot.api.models import CreateVideo
 from bot.delivery import Result
 from bot.media import MediaFiles
-from bot.queueview import Outlook
 from bot.services import SIMULATOR_KEY, Services, open_services
 from bot.settings import Settings
 from bot.sim import SimConfig, SimServer
-from bot.store import Intake, Job
+from bot.store import Job
 from bot.submit import Origin
+from tests.sinks import QuietSink
 
 KEY = "sk-services-test"
 
 
-class Sink:
+class Sink(QuietSink):
     """A real sink that keeps what it was given and notes where the video was."""
 
     def __init__(self, expect: int = 1) -> None:
@@ -34,21 +34,12 @@ class Sink:
         self.delivered = asyncio.Event()
         self.results: list[tuple[Job, Result, bool]] = []
 
-    async def show_progress(self, job: Job, outlook: Outlook | None = None) -> None:
-        return None
-
     async def send_result(self, job: Job, result: Result) -> int | None:
         present = result.video is not None and result.video.exists()
         self.results.append((job, result, present))
         if len(self.results) >= self.expect:
             self.delivered.set()
         return 1
-
-    async def find_result(self, job: Job) -> int | None:
-        return None
-
-    async def answer_unrecorded(self, intake: Intake) -> bool:
-        return True
 
 
 def settings(data_dir: Path, url: str, **values: Any) -> Settings:

@@ -31,6 +31,7 @@ from bot.store import (
     Store,
 )
 from bot.store.db import connect
+from bot.store.quota import Ceilings
 from bot.store.schema import MIGRATIONS, migrate, user_version
 
 COST = 400_000
@@ -1359,6 +1360,27 @@ async def test_an_exempt_member_is_charged_the_whole_reported_cost(store: Store)
     assert isinstance(job, Job)
     done = await settle_reported(store, job, 5 * COST)
     assert (done.cost_micros, done.uncharged_micros) == (5 * COST, 0)
+
+
+async def test_a_higher_reported_cost_stays_within_the_owners_ceiling_over_an_override(
+    store: Store,
+) -> None:
+    # The guild's override allows 10 jobs' worth, the owner's ceiling 2: the extra a service
+    # reports is charged only up to the ceiling the request was checked under.
+    daily = SpendLimit("daily", "user", since=0.0, max_micros=COST)
+    await store.set_quota_override(
+        QuotaOverride(
+            guild_id=100,
+            target_kind="user",
+            target_id=1,
+            limit_name="daily",
+            max_micros=10 * COST,
+        )
+    )
+    job = await reserve(store, daily, ceilings=Ceilings(spend={"daily": 2 * COST}))
+    assert isinstance(job, Job)
+    done = await settle_reported(store, job, 5 * COST)
+    assert (done.cost_micros, done.uncharged_micros) == (2 * COST, 3 * COST)
 
 
 async def test_a_job_recorded_without_limits_is_settled_at_its_whole_reported_cost(

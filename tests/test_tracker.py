@@ -21,7 +21,9 @@ from bot.queueview import Outlook
 from bot.sender import Sender, Sent
 from bot.store import Job, NewJob, Store
 from bot.tracker import Tracker
-from tests.scripted_api import Responder, ScriptedAPI, answer, video
+from tests.clock import Clock
+from tests.scripted_api import Responder, ScriptedAPI, answer, video, video_deleted
+from tests.sinks import QuietSink
 
 
 class Recorder:
@@ -56,23 +58,8 @@ async def _no_sleep(_: float) -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "bot.sqlite3")
-    try:
+    async with await Store.open(tmp_path / "bot.sqlite3") as s:
         yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[ScriptedAPI]:
-    async with ScriptedAPI() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        yield client
 
 
 def client_for(http: httpx.AsyncClient, url: str, **caps: Any) -> VideosClient:
@@ -440,19 +427,6 @@ async def test_a_job_being_sent_is_never_sent_again_by_a_tracker_round(
 # ---------------------------------------------------------------------- containment (issue 11)
 
 
-class Clock:
-    """A clock the test moves by hand (and a sleep that moves it, so no test waits)."""
-
-    def __init__(self, now: float | None = None) -> None:
-        self.now = time.time() if now is None else now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def html(status: int = 200) -> Responder:
     async def respond(request: web.Request) -> web.StreamResponse:
         return web.Response(status=status, text="<html>oops</html>", content_type="text/html")
@@ -461,7 +435,7 @@ def html(status: int = 200) -> Responder:
 
 
 def deleted(vid: str) -> Responder:
-    return answer(200, {"id": vid, "object": "video.deleted", "deleted": True})
+    return answer(200, video_deleted(vid))
 
 
 async def held(store: Store) -> int:
@@ -655,7 +629,7 @@ async def test_a_listener_that_raises_does_not_end_the_round(
     assert {(await store.get_job(j.id)).progress for j in jobs} == {50}  # type: ignore[union-attr]
 
 
-class EditSink:
+class EditSink(QuietSink):
     """A delivery sink whose progress edits fail for one job and hang for another, as a
     Discord that refuses or never answers would."""
 
@@ -673,15 +647,6 @@ class EditSink:
         if job.id == self.hanging:
             await self.release.wait()
         self.shown.append((job.id, job.progress))
-
-    async def send_result(self, job: Job, result: Any) -> int | None:
-        return 1
-
-    async def find_result(self, job: Job) -> int | None:
-        return None
-
-    async def answer_unrecorded(self, intake: Any) -> bool:
-        return True
 
 
 async def test_discord_edits_never_hold_up_the_round(
@@ -724,17 +689,34 @@ async def test_discord_edits_never_hold_up_the_round(
 # ---------------------------------------------------------------------- unconfirmed creates
 
 
-async def _service(
-    store: Store, client: VideosClient, tracker: Tracker, tmp_path: Path, clock: Clock
-) -> Any:
+async def _wired(
+    store: Store,
+    client: VideosClient,
+    tmp_path: Path,
+    clock: Clock,
+    *,
+    listener: Recorder | None = None,
+    **options: Any,
+) -> tuple[Tracker, Any]:
+    """A tracker and a job service on one clock, wired the way the bot wires them."""
     from bot.catalog_files import load_catalog
     from bot.quota import QuotaDefaults, QuotaPolicy
     from bot.submit import JobService
 
+    tracker = Tracker(
+        store,
+        client,
+        listener or Recorder(),
+        sender=Sender(store, client, tmp_path, clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+        **options,
+    )
     policy = QuotaPolicy(store, QuotaDefaults(cooldown_seconds=None, max_concurrent=None))
-    return JobService(
+    service = JobService(
         store, client, load_catalog(None), tracker, tmp_path, policy=policy, clock=clock
     )
+    return tracker, service
 
 
 async def _submit(service: Any, prompt: str = "a fox") -> Job:
@@ -755,15 +737,7 @@ async def test_an_unconfirmed_create_shown_not_created_is_sent_again_within_seco
     api.on("GET", "/videos", answer(200, listing()))
     client = client_for(http, api.url)
     listener = Recorder()
-    tracker = Tracker(
-        store,
-        client,
-        listener,
-        sender=Sender(store, client, tmp_path, clock=clock),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    service = await _service(store, client, tracker, tmp_path, clock)
+    tracker, service = await _wired(store, client, tmp_path, clock, listener=listener)
     started = clock.now
     job = await _submit(service)
     assert job.state == "creating" and job.create_attempts == 1
@@ -799,15 +773,7 @@ async def test_an_unconfirmed_create_is_adopted_when_found_never_another_request
         answer(200, listing(video("v-other", created_at=now), video("v-mine", created_at=now))),
     )
     client = client_for(http, api.url)
-    tracker = Tracker(
-        store,
-        client,
-        Recorder(),
-        sender=Sender(store, client, tmp_path, clock=clock),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    service = await _service(store, client, tracker, tmp_path, clock)
+    tracker, service = await _wired(store, client, tmp_path, clock)
     job = await _submit(service)
     await tracker.looks.drain()
     fresh = await store.get_job(job.id)
@@ -824,15 +790,7 @@ async def test_another_requests_video_is_never_taken_for_an_unconfirmed_create(
     api.on("POST", "/videos", answer(500, "upstream hiccup"), answer(200, video("v-new")))
     api.on("GET", "/videos", answer(200, listing(video("v-other", created_at=int(clock.now)))))
     client = client_for(http, api.url)
-    tracker = Tracker(
-        store,
-        client,
-        Recorder(),
-        sender=Sender(store, client, tmp_path, clock=clock),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    service = await _service(store, client, tracker, tmp_path, clock)
+    tracker, service = await _wired(store, client, tmp_path, clock)
     job = await _submit(service)
     await tracker.looks.drain()
     fresh = await store.get_job(job.id)
@@ -863,15 +821,7 @@ async def test_a_create_still_on_its_way_is_never_taken_for_another_unconfirmed_
     )
     api.on("GET", "/videos", answer(200, listing(first_listed)))
     client = client_for(http, api.url)
-    tracker = Tracker(
-        store,
-        client,
-        Recorder(),
-        sender=Sender(store, client, tmp_path, clock=clock),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    service = await _service(store, client, tracker, tmp_path, clock)
+    tracker, service = await _wired(store, client, tmp_path, clock)
     first = asyncio.create_task(_submit(service))
     await asyncio.sleep(0)  # the first create leaves first
     for _ in range(200):
@@ -903,15 +853,7 @@ async def test_a_create_never_confirmed_is_sent_at_most_three_times(
     api.on("GET", "/videos", answer(200, listing()))
     client = client_for(http, api.url)
     listener = Recorder()
-    tracker = Tracker(
-        store,
-        client,
-        listener,
-        sender=Sender(store, client, tmp_path, clock=clock),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    service = await _service(store, client, tracker, tmp_path, clock)
+    tracker, service = await _wired(store, client, tmp_path, clock, listener=listener)
     job = await _submit(service)
     await tracker.looks.drain()
     await tracker.poll_once()  # nothing more is sent by a later round either
@@ -937,16 +879,7 @@ async def test_an_ambiguous_search_never_counts_as_not_created(
         answer(200, listing(video("x1", created_at=now), video("x2", created_at=now))),
     )
     client = client_for(http, api.url)
-    tracker = Tracker(
-        store,
-        client,
-        Recorder(),
-        sender=Sender(store, client, tmp_path, clock=clock),
-        clock=clock,
-        sleep=clock.sleep,
-        create_grace=600,
-    )
-    service = await _service(store, client, tracker, tmp_path, clock)
+    tracker, service = await _wired(store, client, tmp_path, clock, create_grace=600)
     job = await _submit(service)
     await tracker.looks.drain()
     clock.now += 30
@@ -969,15 +902,7 @@ async def test_a_backend_that_cannot_list_tells_the_member_at_once(
     clock = Clock()
     api.on("POST", "/videos", answer(500, "upstream hiccup"))
     client = client_for(http, api.url, list=False)
-    tracker = Tracker(
-        store,
-        client,
-        Recorder(),
-        sender=Sender(store, client, tmp_path, clock=clock),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    service = await _service(store, client, tracker, tmp_path, clock)
+    _, service = await _wired(store, client, tmp_path, clock)
     job = await _submit(service)
     assert (job.state, job.error_code) == ("failed", "create_unconfirmed")
     assert str(job_view(job, now=clock.now).note) == (
@@ -996,15 +921,7 @@ async def test_a_yes_the_bot_cannot_use_is_never_sent_again(
     api.on("POST", "/videos", answer(200, video("../../admin")), answer(200, video("v-second")))
     api.on("GET", "/videos", answer(200, listing()))
     client = client_for(http, api.url)
-    tracker = Tracker(
-        store,
-        client,
-        Recorder(),
-        sender=Sender(store, client, tmp_path, clock=clock),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    service = await _service(store, client, tracker, tmp_path, clock)
+    tracker, service = await _wired(store, client, tmp_path, clock)
     job = await _submit(service)
     await tracker.looks.drain()
     clock.now += 60

@@ -6,11 +6,9 @@ import array
 import asyncio
 import itertools
 import math
-import os
 import random
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -257,16 +255,6 @@ def test_large_overshoot_also_lowers_the_resolution() -> None:
     )
     assert budget < 1_000_000 * 0.35
     assert scale < plan.width / HD.width
-
-
-@pytest.fixture
-def open_umask() -> Iterator[None]:
-    """The common default umask, under which a plain file would be readable by everyone."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 @pytest.mark.usefixtures("open_umask")

@@ -100,24 +100,16 @@ class VideosClient:
         """Start a job: JSON, or multipart with a reference image or on multipart-only backends;
         on OpenRouter always JSON in its own words (the reference as a first-frame data URL)."""
         if self.caps.dialect == "openrouter":
-            # Per-model options (seed, sound) are sent where the request carries them.
-            body = create_body(
-                request,
-                reference,
-                shapes=self.shapes,
-                seed=request.seed,
-                generate_audio=request.audio,
-                negative_prompt=request.negative_prompt,
-            )
+            body = create_body(request, reference, shapes=self.shapes)
             return await self._create_job("/videos", json=body)
         audio_field = self.caps.audio_field
-        fields = request.form(audio_field=audio_field)
         if reference is None and self.caps.create_encoding == "json":
             return await self._create_job(
                 "/videos", json=request.json_body(audio_field=audio_field)
             )
         # A field given as (None, value) is a plain form field: httpx then always sends multipart,
         # which multipart-only servers need even when there is no file.
+        fields = request.form(audio_field=audio_field)
         parts: dict[str, Any] = {k: (None, v) for k, v in fields.items()}
         if reference is not None:
             parts["input_reference"] = (reference.filename, reference.data, reference.content_type)

@@ -239,7 +239,7 @@ class Video(BaseModel):
     own structures of any size or depth) is dropped at parse time.
     """
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
     id: VideoId
     object: ShortText = "video"

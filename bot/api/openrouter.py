@@ -54,11 +54,9 @@ def create_body(
     reference: ReferenceImage | None = None,
     *,
     shapes: ShapeLookup | None = None,
-    seed: int | None = None,
-    generate_audio: bool | None = None,
-    negative_prompt: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of `POST /videos` for `request` (and its fitted reference image). A
+    """The JSON body of `POST /videos` for `request` (and its fitted reference image). The
+    per-model options (seed, sound, negative prompt) go where the request carries them; a
     negative prompt goes as a top-level field, which OpenRouter passes through to models that
     list it in `allowed_passthrough_parameters` (only those offer it: bot/discovery.py)."""
     body: dict[str, Any] = {"prompt": request.prompt}
@@ -85,10 +83,10 @@ def create_body(
                 "frame_type": "first_frame",
             }
         ]
-    if seed is not None:
-        body["seed"] = seed
-    if generate_audio is not None:
-        body["generate_audio"] = generate_audio
-    if negative_prompt:
-        body["negative_prompt"] = negative_prompt
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.audio is not None:
+        body["generate_audio"] = request.audio
+    if request.negative_prompt:
+        body["negative_prompt"] = request.negative_prompt
     return body

@@ -2,9 +2,8 @@
 
 `VIDEO_API_PROFILE=auto` (the default when a server is configured) runs `probe` at start and takes
 the profile `choose` names; `python -m videobot doctor` shows the same findings. Every read goes
-through
-`VideosClient.probe_get`, the one place with video HTTP, and the whole probe is bounded: at most
-four GETs with short timeouts.
+through `VideosClient.probe_get`, the one place with video HTTP, and the whole probe is bounded:
+at most four GETs with short timeouts.
 
 What tells the servers apart (see the README's profiles table):
 - LiteLLM adds `x-litellm-*` headers, and its list asks for a provider (`custom-llm-provider`).

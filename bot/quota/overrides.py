@@ -39,14 +39,8 @@ async def member_overrides(
     the store makes inside `reserve_job` (store/quota.load_overrides)."""
     if guild_id is None:
         return Overrides((), user_id, ceilings)
-    roles = set(role_ids)
-    found = [
-        o
-        for o in await store.list_quota_overrides(guild_id)
-        if (o.target_kind == "user" and o.target_id == user_id)
-        or (o.target_kind == "role" and o.target_id in roles)
-    ]
-    return Overrides(found, user_id, ceilings)
+    stored = await store.list_quota_overrides(guild_id)
+    return Overrides.matching(stored, user_id, role_ids, ceilings)
 
 
 def merge_override(

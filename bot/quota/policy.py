@@ -238,18 +238,8 @@ class QuotaPolicy:
         transaction; its charges are all dated at its creation (see store/ledger.py). The
         window includes its start, so a request stops counting just after 24 hours: reported
         a millisecond later, so that a retry at the time shown is admitted."""
-        oldest: float | None = None
-        offset, page = 0, 50
-        while True:
-            batch = await self.store.recent_jobs(user_id, page, offset)
-            for job in batch:  # newest first
-                if job.created_at < since:
-                    return None if oldest is None else oldest + DAY_SECONDS + AGE_OUT_EPSILON
-                if job.state != "failed" and job.cost_micros > 0:
-                    oldest = job.created_at
-            if len(batch) < page:
-                return None if oldest is None else oldest + DAY_SECONDS + AGE_OUT_EPSILON
-            offset += page
+        oldest = await self.store.oldest_charge_since(user_id, since)
+        return None if oldest is None else oldest + DAY_SECONDS + AGE_OUT_EPSILON
 
     # ------------------------------------------------------------ telling the member
 
@@ -285,7 +275,7 @@ class QuotaPolicy:
                 else next_month_start(now)
             )
             windows.append(WindowUsage(name, LABELS[name], used, ceiling, resets, rolling))
-        active = sum(1 for j in await self.store.active_jobs() if j.user_id == user_id)
+        active = await self.store.count_active_jobs(user_id)
         max_active, cooldown = apply_exemptions(
             overrides, ceilings, plan.max_active_per_user, plan.cooldown_seconds
         )

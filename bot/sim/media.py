@@ -30,6 +30,9 @@ SPRITE_COLUMNS = 5
 SPRITE_ROWS = 2
 SPRITE_TILE_WIDTH = 256
 MAX_PROMPT_LINES = 6
+# Part of every clip's name in a cache: bump it when the picture changes, so old files are not
+# served.
+RENDER_VERSION = "1"
 
 Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
 

@@ -65,7 +65,7 @@ def prepared_clip(width: int, height: int, seconds: int, fps: int) -> dict[str, 
             paths = _clips.get(geometry)
         if paths is not None and all(path.exists() for path in paths.values()):
             return dict(paths)
-        stem = f"prepared-{width}x{height}-{seconds}s-{fps}fps"
+        stem = f"prepared-v{media.RENDER_VERSION}-{width}x{height}-{seconds}s-{fps}fps"
         # Through the module, so a test that slows `render_all` down slows this one too.
         paths = media.render_all(directory, stem, width, height, seconds, fps, PROMPT)
         with _lock:

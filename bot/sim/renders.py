@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 RENDER_SLOTS = 2
 # Rendered clips kept in the cache beyond those live jobs still use.
 CACHE_MAX_CLIPS = 64
-# Part of every rendered clip's name: bump it when the picture changes, so old files are not served.
-RENDER_VERSION = "1"
 
 
 @dataclass
@@ -85,7 +83,7 @@ class Renders:
         """The name of the clip `video` is served."""
         if self.config.clip == "prepared":
             return f"prepared-{video.size}-{video.seconds}"
-        text = f"{RENDER_VERSION}|{video.size}|{video.seconds}|{video.prompt}"
+        text = f"{media.RENDER_VERSION}|{video.size}|{video.seconds}|{video.prompt}"
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
     async def open(self) -> None:

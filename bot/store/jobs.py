@@ -197,6 +197,20 @@ async def count(conn: aiosqlite.Connection, user_id: int) -> int:
     return int(await fetch_value(conn, "SELECT COUNT(*) FROM jobs WHERE user_id = ?", (user_id,)))
 
 
+async def oldest_charge_since(
+    conn: aiosqlite.Connection, user_id: int, since: float
+) -> float | None:
+    """When the user's oldest job created since `since` that still counts was created: one
+    that costs and has not failed (a failure refunds it; its charges are dated at creation)."""
+    value = await fetch_value(
+        conn,
+        "SELECT MIN(created_at) FROM jobs WHERE user_id = ? AND created_at >= ?"
+        " AND state != 'failed' AND cost_micros > 0",
+        (user_id, since),
+    )
+    return None if value is None else float(value)
+
+
 async def count_active(conn: aiosqlite.Connection, user_id: int) -> int:
     value = await fetch_value(
         conn,

@@ -66,10 +66,16 @@ class JobWrites(StoreBase):
             raise ValueError(f"cost {cost_micros} differs from the job's {new.cost_micros}")
         at = self.clock() if now is None else now
         async with self.transaction() as conn:
-            refusal = await quota.check_request(conn, new, cost_micros, limits, now=at, **terms)
+            # Loaded once, within the owner's ceilings, for both the check and the limits kept
+            # with the job (a later reported cost is charged only within what was checked).
+            overrides = await quota.load_overrides(
+                conn, new, terms.get("role_ids", ()), terms.get("ceilings", quota.NO_CEILINGS)
+            )
+            refusal = await quota.check_request(
+                conn, new, cost_micros, limits, now=at, overrides=overrides, **terms
+            )
             if refusal is not None:
                 return refusal
-            overrides = await quota.load_overrides(conn, new, terms.get("role_ids", ()))
             kept = kept_limits(new, limits, overrides)
             job = await jobs.insert_job(conn, new, "creating", at, spend_limits=kept)
             await ledger.reserve(conn, job, at)

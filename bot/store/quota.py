@@ -97,6 +97,24 @@ class Overrides:
                 capped_exemption=capped,
             )
 
+    @classmethod
+    def matching(
+        cls,
+        guild_overrides: Sequence[QuotaOverride],
+        user_id: int,
+        role_ids: Collection[int],
+        ceilings: Ceilings = NO_CEILINGS,
+    ) -> Overrides:
+        """Of a guild's overrides, those for the member and for any of these roles."""
+        roles = set(role_ids)
+        found = [
+            o
+            for o in guild_overrides
+            if (o.target_kind == "user" and o.target_id == user_id)
+            or (o.target_kind == "role" and o.target_id in roles)
+        ]
+        return cls(found, user_id, ceilings)
+
     def for_limit(self, name: str) -> Applied:
         return self._by_name.get(name, Applied())
 
@@ -112,14 +130,8 @@ async def load_overrides(
 ) -> Overrides:
     if new.guild_id is None:
         return NO_OVERRIDES
-    roles = set(role_ids)
-    found = [
-        o
-        for o in await kv.list_quota_overrides(conn, new.guild_id)
-        if (o.target_kind == "user" and o.target_id == new.user_id)
-        or (o.target_kind == "role" and o.target_id in roles)
-    ]
-    return Overrides(found, new.user_id, ceilings)
+    stored = await kv.list_quota_overrides(conn, new.guild_id)
+    return Overrides.matching(stored, new.user_id, role_ids, ceilings)
 
 
 def apply_exemptions(
@@ -213,10 +225,13 @@ async def check_request(
     cooldown_seconds: float | None = None,
     role_ids: Collection[int] = (),
     ceilings: Ceilings = NO_CEILINGS,
+    overrides: Overrides | None = None,
 ) -> Refusal | None:
     """The first reason to refuse, most lasting first (a spend limit outlives a busy slot,
-    which outlives a cooldown), so the user is not told to wait for nothing."""
-    overrides = await load_overrides(conn, new, role_ids, ceilings)
+    which outlives a cooldown), so the user is not told to wait for nothing. `overrides`: as
+    `load_overrides` gives them for `role_ids` and `ceilings`, when the caller has them."""
+    if overrides is None:
+        overrides = await load_overrides(conn, new, role_ids, ceilings)
     max_active_per_user, cooldown_seconds = apply_exemptions(
         overrides, ceilings, max_active_per_user, cooldown_seconds
     )

@@ -48,6 +48,17 @@ class Reads(StoreBase):
         async with self._read() as conn:
             return await jobs.count(conn, user_id)
 
+    async def count_active_jobs(self, user_id: int) -> int:
+        """The user's creating, queued_local and running jobs."""
+        async with self._read() as conn:
+            return await jobs.count_active(conn, user_id)
+
+    async def oldest_charge_since(self, user_id: int, since: float) -> float | None:
+        """When the user's oldest job still counting against their budget since `since` was
+        created (see jobs.oldest_charge_since); None if there is none."""
+        async with self._read() as conn:
+            return await jobs.oldest_charge_since(conn, user_id, since)
+
     async def count_working(self, exclude_id: int | None = None) -> int:
         """Jobs being sent or running at the video service, besides `exclude_id`."""
         async with self._read() as conn:
