@@ -19,6 +19,7 @@ from typing import Protocol
 from bot.api.client import VideosClient
 from bot.api.errors import NotFoundError, VideoAPIError
 from bot.api.models import Phase, micros_of_dollars
+from bot.jobview import SERVICE_CANCELLED_CODE
 from bot.redact import redact
 from bot.round_stats import Outcome, RoundStats, Unread, counted, said
 from bot.store import InvalidTransition, Job, Store
@@ -121,6 +122,9 @@ class JobNews:
             error = video.error
             code = error.code if error is not None and error.code not in (None, "") else None
             message = error.message if error is not None and error.message else None
+            if code is None and video.status.lower() in ("cancelled", "canceled"):
+                # Not the member's Cancel (that one is `cancelled`, with who): said apart.
+                code = SERVICE_CANCELLED_CODE
             done = await self.store.mark_failed(
                 job.id,
                 str(code) if code is not None else video.status,

@@ -33,6 +33,8 @@ STATUS_WORDS = {
     "processing": GENERATING,
 }
 
+# A job the video service itself reports as cancelled (a member's Cancel is `cancelled`).
+SERVICE_CANCELLED_CODE = "cancelled_at_service"
 _BLOCKED = notice("Blocked by the video service's content policy.")
 # Failure codes people meet, in plain words; anything else shows the service's own message.
 FAILURE_WORDS = {
@@ -53,6 +55,7 @@ FAILURE_WORDS = {
     ),
     "not_found": notice("The video service no longer knows this video."),
     "cancelled": notice("Cancelled."),
+    SERVICE_CANCELLED_CODE: notice("The job was cancelled at the video service."),
     "create_unusable": notice(
         "The video service answered in a way the bot cannot use, so the request was given up."
     ),

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from bot.api.client import VideosClient
 from bot.api.config import ClientConfig
 from bot.api.profiles import Capabilities
+from bot.jobview import failure_notice
 from bot.queueview import Outlook
 from bot.sender import Sender, Sent
 from bot.store import Job, NewJob, Store
@@ -208,6 +209,20 @@ async def test_vanished_video_fails_the_job(
     listener = Recorder()
     await Tracker(store, client_for(http, api.url), listener).poll_once()
     assert [j.id for j in listener.finished] == [job.id]
+
+
+async def test_a_job_the_service_cancelled_is_told_apart_from_a_members_cancel(
+    store: Store, api: ScriptedAPI, http: httpx.AsyncClient
+) -> None:
+    job = await running_job(store, "v1")
+    api.on("GET", "/videos/v1", answer(200, video("v1", status="cancelled")))
+    await Tracker(store, client_for(http, api.url), Recorder()).poll_once()
+    done = await store.get_job(job.id)
+    assert done is not None and done.state == "failed" and not done.cancelled
+    assert failure_notice(done.error_code, done.error_message).plain() == (
+        "The job was cancelled at the video service."
+    )
+    assert (await store.ledger_balances()).get("held", 0) == 0
 
 
 async def _creating_job(store: Store, attempted_at: float | None, **new: Any) -> Job:
