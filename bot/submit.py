@@ -21,6 +21,7 @@ from typing import Literal
 
 from bot.api.client import VideosClient
 from bot.api.models import CreateVideo, ReferenceImage
+from bot.api.profiles import Capabilities
 from bot.catalog import Catalog, NotOffered, format_dollars
 from bot.guildsettings import check_request, load_guild_settings
 from bot.media import MediaFiles
@@ -54,6 +55,20 @@ _EXPIRED: dict[FollowUpKind, Notice] = {
     "extend": notice("That video has expired at the video service, so it can't be extended."),
 }
 _CAPABILITY: dict[FollowUpKind, str] = {"remix": "remix", "edit": "edits", "extend": "extensions"}
+
+
+def followup_problem(
+    source: Job, kind: FollowUpKind, caps: Capabilities, now: float
+) -> Notice | None:
+    """Why `source`'s video cannot be the start of a `kind` follow-up here, or None: the one
+    wording of these checks, for the job service and for a button before its form opens."""
+    if not getattr(caps, _CAPABILITY[kind]):
+        return _CANNOT_MAKE[kind]
+    if source.state != "succeeded" or source.api_video_id is None:
+        return _ONLY_FINISHED[kind]
+    if source.expires_at is not None and source.expires_at <= now:
+        return _EXPIRED[kind]
+    return None
 
 
 @dataclass(frozen=True)
@@ -216,13 +231,10 @@ class JobService:
             return Refused(problem)
         if origin.user_id != source.user_id:
             return Refused(notice("Only the member who made this video can do that."))
-        if not getattr(self.client.caps, _CAPABILITY[kind]):
-            return Refused(_CANNOT_MAKE[kind])
-        if source.state != "succeeded" or source.api_video_id is None:
-            return Refused(_ONLY_FINISHED[kind])
         now = self.clock()
-        if source.expires_at is not None and source.expires_at <= now:
-            return Refused(_EXPIRED[kind])
+        unusable = followup_problem(source, kind, self.client.caps, now)
+        if unusable:
+            return Refused(unusable)
         spec = self.catalog.get(source.model)
         if spec is None or source.size not in spec.price_per_second:
             return Refused(

@@ -27,10 +27,10 @@ from discord.ext import commands
 
 from bot.catalog import format_dollars
 from bot.jobview import job_view
-from bot.notice import Code, Notice, notice
+from bot.notice import Code, notice
 from bot.services import Services
 from bot.store import Job
-from bot.submit import EXTEND_SECONDS, FollowUpKind, Refused
+from bot.submit import EXTEND_SECONDS, FollowUpKind, Refused, followup_problem
 from discordbot.access import admitted
 from discordbot.buttons import TEMPLATE, Action, action_button, remix_kind
 from discordbot.client import VideoBot
@@ -40,24 +40,6 @@ from discordbot.render import deleted_embed, job_embed, source_line
 from discordbot.requests import PROMPT_LIMIT, TOKEN_LIFETIME, RequestFlow, origin_of
 
 log = logging.getLogger(__name__)
-
-
-def _usable(job: Job, kind: FollowUpKind, now: float) -> Notice | None:
-    """Why `job`'s video cannot be used for a follow-up (for the owner), or None."""
-    extend = kind == "extend"
-    if job.state != "succeeded" or job.api_video_id is None:
-        return (
-            notice("Only a finished video can be extended.")
-            if extend
-            else notice("Only a finished video can be remixed.")
-        )
-    if job.expires_at is not None and job.expires_at <= now:
-        return (
-            notice("That video has expired at the video service, so it can't be extended.")
-            if extend
-            else notice("That video has expired at the video service, so it can't be remixed.")
-        )
-    return None
 
 
 class JobActionButton(
@@ -132,18 +114,11 @@ class JobActions(commands.Cog):
             await self.delete(interaction, job)
             return
         caps = self.services.backend.client.caps
-        kind: FollowUpKind | None = remix_kind(caps) if action == "remix" else None
-        if action == "extend" and caps.extensions:
-            kind = "extend"
-        if kind is None:
-            await tell(
-                interaction,
-                notice("The video service here can't extend videos.")
-                if action == "extend"
-                else notice("The video service here can't remix videos."),
-            )
-            return
-        problem = _usable(job, kind, time.time())
+        # Remix uses the edits endpoint where the backend has it; with neither, the core words
+        # the refusal as a remix.
+        kind: FollowUpKind = (remix_kind(caps) or "remix") if action == "remix" else "extend"
+        # The core's checks, answered before the form opens rather than after it is filled in.
+        problem = followup_problem(job, kind, caps, time.time())
         if problem:
             await tell(interaction, problem)
             return
