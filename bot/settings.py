@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.api.profiles import (
@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # twilight-http-proxy) that several bot processes send through, e.g.
     # http://proxy:8080/api/v10. None: discord.com.
     discord_api_base: str | None = None
+    # Shards: how many the bot has in all (None: as many as Discord recommends), and which of
+    # them this process runs (empty: all), so several processes can split a large bot.
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: IdList = Field(default_factory=list)
     owner_ids: IdList = Field(default_factory=list)
     # Servers where the bot may be used; empty means any (start-up warns if the bot is public).
     allowed_guild_ids: IdList = Field(default_factory=list)
@@ -183,11 +187,27 @@ class Settings(BaseSettings):
         "allowed_guild_ids",
         "quota_exempt_role_ids",
         "video_catalog",
+        "shard_ids",
         mode="before",
     )
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shards_within_count(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        if not value:
+            return value
+        count = info.data.get("shard_count")
+        if count is None:
+            raise ValueError("needs SHARD_COUNT (the shards in all, across every process)")
+        bad = [i for i in value if not 0 <= i < count]
+        if bad:
+            raise ValueError(f"each must be from 0 to {count - 1} (SHARD_COUNT={count}): {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a shard twice")
+        return value
 
     @field_validator(
         "quota_user_daily_dollars",

@@ -53,10 +53,12 @@ COMMAND_HASH_KEY = "command_tree_hash"
 DISCORD_CONNECTIONS = 32
 
 
-class VideoBot(commands.Bot):
+class VideoBot(commands.AutoShardedBot):
     """The Discord client. Its resources open in one place, `setup_hook` (the CDN session, then
     the core's services, on one exit stack), and close in reverse order in `close()`, after the
-    connection to Discord. Cogs take what they need from it once, when they are made."""
+    connection to Discord. Cogs take what they need from it once, when they are made.
+    It runs the shards SHARD_IDS of SHARD_COUNT (all of Discord's recommended count when unset),
+    each answering the interactions of its own guilds."""
 
     # Members' images from Discord's CDN, read with a size cap (see discordbot/attachments.py).
     cdn: aiohttp.ClientSession
@@ -76,6 +78,9 @@ class VideoBot(commands.Bot):
             tree_cls=GatedTree,
             allowed_contexts=command_contexts(settings.allow_dms),
             allowed_installs=command_installs(),
+            shard_count=settings.shard_count,
+            # None (discord.py's default, missing from its stub): every shard of the count.
+            shard_ids=settings.shard_ids or None,  # type: ignore[arg-type]
         )
         self.settings = settings
         if settings.discord_api_base:

@@ -35,6 +35,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
                 "QUOTA_",
                 "POLL_",
                 "LOG_",
+                "SHARD_",
             )
         ):
             monkeypatch.delenv(name, raising=False)
@@ -161,6 +162,37 @@ def test_lists_headers_and_overrides_parse(monkeypatch: pytest.MonkeyPatch) -> N
     assert caps.remix is True  # overridden
     assert caps.variants is False  # from the sglang profile
     assert caps.list_has_more is False
+
+
+def test_shards_default_to_discords_count_and_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.shard_count, s.shard_ids) == (None, [])
+    monkeypatch.setenv("SHARD_COUNT", "4")
+    monkeypatch.setenv("SHARD_IDS", "2, 3")
+    s = load_settings()
+    assert (s.shard_count, s.shard_ids) == (4, [2, 3])
+
+
+@pytest.mark.parametrize(
+    ("count", "ids", "fragment"),
+    [
+        (None, "0", "SHARD_IDS: Value error, needs SHARD_COUNT"),
+        ("2", "0,2", "SHARD_IDS: Value error, each must be from 0 to 1 (SHARD_COUNT=2): [2]"),
+        ("2", "-1", "SHARD_IDS: Value error, each must be from 0 to 1"),
+        ("2", "1,1", "SHARD_IDS: Value error, lists a shard twice"),
+        ("2", "one", "SHARD_IDS: "),
+        ("0", None, "SHARD_COUNT: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_shards_are_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, count: str | None, ids: str | None, fragment: str
+) -> None:
+    for name, value in (("SHARD_COUNT", count), ("SHARD_IDS", ids)):
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith(fragment)
 
 
 def test_env_file_is_read_and_empty_values_mean_default(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
 HELLO, IDENTIFY -> READY + one GUILD_CREATE per guild, heartbeat ACKs, RESUME (replaying what was
 dispatched while the bot was away, then RESUMED), INVALID_SESSION for a session that cannot be
-resumed, and GUILD_MEMBERS_CHUNK for member requests. `compress=zlib-stream` (what discord.py asks
+resumed, and GUILD_MEMBERS_CHUNK for member requests. IDENTIFY's `shard` [id, count] is honoured as
+Discord does: each shard is its own session, whose READY lists only the guilds with
+`(guild_id >> 22) % count == id`, and a guild's events (its interactions included) go to its
+shard's session; direct messages go to shard 0. `compress=zlib-stream` (what discord.py asks
 for) is honoured: every frame is a binary zlib chunk ending in a Z_SYNC_FLUSH, like Discord's.
 """
 
@@ -31,6 +34,9 @@ GUILD_MESSAGES = 1 << 9
 DIRECT_MESSAGES = 1 << 12
 MESSAGE_CONTENT = 1 << 15
 PRIVILEGED_INTENTS = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
+
+# Close code for an IDENTIFY whose `shard` is not [id, count] with 0 <= id < count.
+INVALID_SHARD = 4010
 
 # Opcodes.
 DISPATCH = 0
@@ -104,6 +110,17 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     on_change: Callable[[], None] | None = field(default=None, repr=False)
 
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0] if self.shard else 0
+
+    @property
+    def shard_count(self) -> int:
+        return self.shard[1] if self.shard else 1
+
+    def owns(self, guild_id: int) -> bool:
+        return (guild_id >> 22) % self.shard_count == self.shard_id
+
     async def dispatch(self, event: str, data: JSON) -> None:
         async with self.lock:
             self.seq += 1
@@ -125,7 +142,9 @@ class Gateway:
         self.fake = fake
         self.connections: list[Connection] = []
         self.sessions: dict[str, Session] = {}
+        # The last session identified; with shards, each shard's current one is in `shards`.
         self.session: Session | None = None
+        self.shards: dict[int, Session] = {}
         self.heartbeat_interval_ms = 41_250
 
     # ------------------------------------------------------------------ websocket
@@ -162,9 +181,9 @@ class Gateway:
             conn.closed = True
             if conn.close_code is None:
                 conn.close_code = ws.close_code
-            session = self.session
-            if session is not None and session.conn is conn:
-                session.conn = None
+            for session in self.shards.values():
+                if session.conn is conn:
+                    session.conn = None
             self.fake.notify()
         return ws
 
@@ -224,14 +243,24 @@ class Gateway:
             await conn.close(4014, "Disallowed intent(s)")
             return
         shard = data.get("shard")
-        if self.session is not None:
-            self.session.resumable = False
-            self.session.conn = None
+        if shard is not None and not (
+            isinstance(shard, list)
+            and len(shard) == 2
+            and all(type(n) is int for n in shard)
+            and 0 <= shard[0] < shard[1]
+        ):
+            await conn.close(INVALID_SHARD, "Invalid shard")
+            return
         session = Session(
             id=secrets.token_hex(16), intents=intents, shard=shard, on_change=fake.notify
         )
+        previous = self.shards.get(session.shard_id)
+        if previous is not None:
+            previous.resumable = False
+            previous.conn = None
         self.sessions[session.id] = session
         self.session = session
+        self.shards[session.shard_id] = session
         conn.identified = True
         async with session.lock:
             session.conn = conn
@@ -239,7 +268,9 @@ class Gateway:
             "v": 10,
             "user": fake.bot_user_payload(),
             "user_settings": {},
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in fake.guilds],
+            "guilds": [
+                {"id": str(g.id), "unavailable": True} for g in fake.guilds if session.owns(g.id)
+            ],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": fake.resume_gateway_url,
@@ -256,7 +287,8 @@ class Gateway:
             ready["shard"] = shard
         await session.dispatch("READY", ready)
         for guild in fake.guilds:
-            await session.dispatch("GUILD_CREATE", guild.payload())
+            if session.owns(guild.id):
+                await session.dispatch("GUILD_CREATE", guild.payload())
         fake.notify()
 
     async def _resume(self, conn: Connection, data: Any) -> None:
@@ -271,7 +303,7 @@ class Gateway:
         seq = data.get("seq")
         if (
             session is None
-            or session is not self.session
+            or self.shards.get(session.shard_id) is not session
             or not session.resumable
             or not isinstance(seq, int)
             or seq > session.seq
@@ -292,11 +324,11 @@ class Gateway:
         fake.notify()
 
     async def _request_members(self, conn: Connection, data: Any) -> None:
-        session = self.session
-        if session is None or not isinstance(data, dict):
+        if not isinstance(data, dict):
             return
         guild = self.fake.guild(int(data.get("guild_id", 0)))
-        if guild is None:
+        session = self.session_for(None if guild is None else guild.id)
+        if guild is None or session is None:
             return
         members = list(guild.members.values())
         user_ids = data.get("user_ids")
@@ -326,13 +358,29 @@ class Gateway:
 
     @property
     def live(self) -> bool:
-        s = self.session
+        """Every shard the bot identified is connected."""
+        return bool(self.shards) and all(self.shard_live(i) for i in self.shards)
+
+    def shard_live(self, shard_id: int) -> bool:
+        s = self.shards.get(shard_id)
         return s is not None and s.conn is not None and not s.conn.closed
 
-    async def dispatch(self, event: str, data: JSON, *, intent: int = 0) -> bool:
-        """Send an event to the bot's session (buffered while it is disconnected). Returns False
-        when the session did not subscribe to `intent` or there is no session at all."""
+    def session_for(self, guild_id: int | None) -> Session | None:
+        """The session a guild's events go to (shard 0's for events outside any guild), or None
+        when the bot runs no such shard."""
         session = self.session
+        if session is None:
+            return None
+        shard_id = 0 if guild_id is None else (guild_id >> 22) % session.shard_count
+        return self.shards.get(shard_id)
+
+    async def dispatch(self, event: str, data: JSON, *, intent: int = 0) -> bool:
+        """Send an event to the session of the shard it belongs to (buffered while it is
+        disconnected). Returns False when that session did not subscribe to `intent` or the bot
+        runs no such shard."""
+        guild_id = data.get("id") if event.startswith("GUILD_") else None
+        guild_id = data.get("guild_id", guild_id)
+        session = self.session_for(None if guild_id is None else int(guild_id))
         if session is None:
             return False
         if intent and not session.intents & intent:
