@@ -7,7 +7,9 @@ to the umask, which on most systems would make them readable by every local user
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,3 +63,30 @@ def make_private_tree(root: Path) -> None:
             full = os.path.join(folder, name)
             if not os.path.islink(full):
                 os.chmod(full, PRIVATE_FILE)
+
+
+class DataFolderBusy(RuntimeError):
+    """Another bot process holds the data folder."""
+
+
+@contextlib.contextmanager
+def only_process(folder: Path) -> Iterator[None]:
+    """Hold `folder` for this process alone while the block runs. Two bot processes on one
+    SQLite file would each track and deliver the same jobs; the kernel drops the lock when the
+    process ends, however it ends. (No lock where the platform has no `fcntl`.)"""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder / "bot.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataFolderBusy(
+                f"another bot process is using {folder}: run one process per DATA_DIR"
+            ) from None
+        yield
+    finally:
+        os.close(fd)

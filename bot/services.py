@@ -28,7 +28,7 @@ from bot.deletion import VideoDeleter
 from bot.delivery import Deliverer, DeliverySink
 from bot.discovery import choose_catalog
 from bot.durations import Durations, backend_key
-from bot.files import make_private_tree
+from bot.files import make_private_tree, only_process
 from bot.memory import MemoryReleaser
 from bot.quota import QuotaPolicy
 from bot.sender import Sender
@@ -81,6 +81,7 @@ async def open_services(settings: Settings, sink: DeliverySink) -> AsyncIterator
         data_dir = Path(settings.data_dir)
         # Owner-only, whatever the umask and whatever an older version left (see bot/files.py).
         await asyncio.to_thread(make_private_tree, data_dir)
+        stack.enter_context(only_process(data_dir))
         store = await Store.open(data_dir / DATABASE_NAME)
         stack.push_async_callback(store.close)
         # Logs one line saying which backend (the simulator, or the server and its profile).

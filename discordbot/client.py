@@ -20,6 +20,7 @@ from bot.backend import Backend
 from bot.catalog import Catalog
 from bot.cooldown import Cooldown
 from bot.delivery import Deliverer
+from bot.files import DataFolderBusy
 from bot.quota import QuotaPolicy
 from bot.reference import DecodeGate
 from bot.services import Services, open_services
@@ -246,6 +247,9 @@ def run_bot(settings: Settings) -> int:
         asyncio.run(_run(bot, settings.discord_token.get_secret_value()))
     except discord.LoginFailure:
         print("DISCORD_TOKEN was refused by Discord: copy the bot token again.", file=sys.stderr)
+        return 2
+    except DataFolderBusy as exc:
+        print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass

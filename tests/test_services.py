@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +166,36 @@ async def test_the_embedded_simulator_learns_under_a_fixed_key_and_cancel_is_wir
     # From its send to the service's completion stamp (whole seconds, as the API gives them).
     assert len(took) == 1 and 0 <= took[0] < 5
     assert expected.source == "history" and expected.median == took[0]
+
+
+async def test_a_second_process_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    async with SimServer(SimConfig(api_key=KEY)) as url:
+        async with open_services(settings(data_dir, url), Sink()):
+            # Another process: its own open file, which the kernel's lock tells apart.
+            probe = (
+                "import sys\n"
+                "from pathlib import Path\n"
+                "from bot.files import DataFolderBusy, only_process\n"
+                "try:\n"
+                "    with only_process(Path(sys.argv[1])):\n"
+                "        print('free')\n"
+                "except DataFolderBusy as exc:\n"
+                "    print(exc)\n"
+            )
+            held = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-c", probe, str(data_dir)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        after = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", probe, str(data_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    assert held.stdout.startswith("another bot process is using"), held.stdout
+    assert after.stdout.strip() == "free"
