@@ -21,7 +21,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -164,10 +164,13 @@ class Deliverer:
         if job.id not in self._running:
             self.tasks.spawn(self.deliver(job), name=f"deliver-{job.id}")
 
-    async def resume(self) -> None:
-        """On start: settle interrupted deliveries, then deliver everything still pending (a
-        restart is a good moment to try again, so the back-off is not waited for)."""
-        for job in await self.store.undelivered_jobs():
+    async def resume(self, jobs: Sequence[Job] | None = None) -> None:
+        """On start, and for finished jobs taken over from a process that stopped (`jobs`):
+        settle interrupted deliveries, then deliver everything still pending (a restart is a
+        good moment to try again, so the back-off is not waited for)."""
+        if jobs is None:
+            jobs = [j for j in await self.store.undelivered_jobs() if self.store.looks_after(j)]
+        for job in jobs:
             try:
                 if job.delivery_state == "claimed":
                     message_id = await self.sink.find_result(job)
@@ -185,7 +188,8 @@ class Deliverer:
         """Retry deliveries whose back-off has passed, and remove kept files whose retention
         has passed (called once per tracker round)."""
         for job in await self.store.due_deliveries(self.clock()):
-            self.schedule(job)
+            if self.store.looks_after(job):
+                self.schedule(job)
         for job in await self.store.jobs_with_local_files():
             try:
                 await self._remove_if_expired(job)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.store import InvalidTransition, Job, Store
+from bot.store import Job, Store
 
 log = logging.getLogger(__name__)
 
@@ -34,28 +34,21 @@ class LocalQueue:
         return await self.store.count_working(exclude_id=job_id) >= self.max_concurrent
 
     async def start_queued(self) -> None:
-        """Send queued jobs, oldest first, while the concurrency cap leaves room."""
+        """Send queued jobs, oldest first, while the concurrency cap leaves room. Each is taken
+        in one transaction that counts the slots in use across every process, so processes
+        sharing a database never fill one slot twice; the job becomes this process's."""
         if self.max_concurrent is None:
             return
-        active = await self.store.active_jobs()
-        working = sum(1 for j in active if j.state in ("creating", "running"))
-        for job in (j for j in active if j.state == "queued_local"):
-            if working >= self.max_concurrent:
-                break
+        while True:
             try:
-                moved = await self.store.set_state(job.id, "creating")
-            except InvalidTransition:
-                moved = False
+                job = await self.store.take_queued(self.max_concurrent)
             except Exception:
-                log.exception("job %s: could not be taken from the queue", job.id)
-                continue
-            if not moved:
-                continue  # started or failed meanwhile by another path
-            working += 1
+                log.exception("could not take a job from the queue")
+                return
+            if job is None:
+                return
             try:
-                fresh = await self.store.get_job(job.id)
-                if fresh is not None:
-                    await self.send(fresh)
+                await self.send(job)
             except Exception:
                 # One job's trouble never keeps the queue from moving; the rounds find it in
                 # 'creating' and carry on with it.

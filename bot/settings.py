@@ -173,6 +173,13 @@ class Settings(BaseSettings):
 
     # --- Storage -------------------------------------------------------------------------------
     data_dir: Path = Path("./data")
+    # The database: sqlite:///path (a file; None: bot.sqlite3 under data_dir, one process) or
+    # postgresql://user:password@host:port/name, which several bot processes share. Secret: it
+    # may carry a password.
+    database_url: SecretStr | None = None
+    # How long a process's hold on a job lasts unless renewed (renewed every third of it): a
+    # process that dies leaves its jobs to the others after at most this long.
+    job_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
 
     # --- Simulator (used when OPENAI_API_KEY is unset) -----------------------------------------
     sim_job_seconds: float = Field(default=20.0, ge=0)
@@ -246,6 +253,17 @@ class Settings(BaseSettings):
                 ch != " " and _has_space_or_control(ch) for ch in header
             ):
                 raise ValueError(f"header {name.strip()!r} has control characters in it")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
     @field_validator("openai_base_url", "discord_api_base")

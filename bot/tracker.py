@@ -265,7 +265,11 @@ class Tracker:
             await self.before_round()
         except Exception:
             log.exception("the work before the tracker round failed; the round goes on")
-        jobs = [j for j in await self.store.active_jobs() if j.id not in self.in_flight]
+        jobs = [
+            j
+            for j in await self.store.active_jobs()
+            if j.id not in self.in_flight and self.store.looks_after(j)
+        ]
         stats.jobs = len(jobs)
         running = [j for j in jobs if j.state == "running" and j.api_video_id]
         creating = [j for j in jobs if j.state == "creating"]
@@ -301,6 +305,10 @@ class Tracker:
         await self.show_outlooks()
         return stats
 
+    async def mine(self) -> list[Job]:
+        """The active jobs this process looks after (on a shared database, those it leases)."""
+        return [j for j in await self.store.active_jobs() if self.store.looks_after(j)]
+
     async def show_outlooks(self) -> None:
         """Tell the members whose job's place, ETA or estimated bar moved (bot/outlooks.py)."""
         if self.outlooks is None:
@@ -317,7 +325,8 @@ class Tracker:
             log.exception("where the jobs stand could not be worked out this round")
             return
         for job, outlook in moved:
-            if job.id not in self.in_flight:
+            # Places count every process's jobs; each member is told by their job's process.
+            if job.id not in self.in_flight and self.store.looks_after(job):
                 await self.tell_changed(job, outlook)
 
     async def _apply_all(
@@ -337,7 +346,7 @@ class Tracker:
     async def set_service_ok(self, ok: bool) -> None:
         """Whether a send just reached the video service."""
         if ok != self.service_ok:
-            await self._set_service_ok(ok, await self.store.active_jobs())
+            await self._set_service_ok(ok, await self.mine())
 
     async def _judge_service(self, stats: RoundStats, jobs: Sequence[Job]) -> None:
         # Down only when every call of the round failed as an outage: one job's 5xx or odd

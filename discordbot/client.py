@@ -163,11 +163,7 @@ class VideoBot(commands.AutoShardedBot):
                 raise
         await self.sync_commands()
         await self.warn_if_public()
-        await self.deliverer.resume()
-        for intake in await self.store.unrecorded_intakes():
-            # Told first, forgotten after: telling twice only edits the same reply again.
-            await self.sink.answer_unrecorded(intake)
-            await self.store.drop_intake(intake.interaction_id)
+        await self.services.resume()
         self.services.start()
 
     async def close(self) -> None:

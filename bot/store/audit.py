@@ -16,11 +16,10 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-import aiosqlite
 from pydantic import JsonValue
 
 from bot.store import kv
-from bot.store.db import fetch_all, fetch_value, insert
+from bot.store.db import Conn, Row, fetch_all, fetch_value, insert
 from bot.store.records import QuotaOverride, TargetKind
 
 ActorKind = Literal["admin", "owner"]
@@ -102,7 +101,7 @@ def _override_json(override: QuotaOverride | None) -> JsonValue:
     return {"max_micros": override.max_micros, "exempt": override.exempt}
 
 
-async def resolve(conn: aiosqlite.Connection, change: Change) -> Change:
+async def resolve(conn: Conn, change: Change) -> Change:
     """The change with its updates worked out from the stored values, in the caller's
     transaction: plain values only. An update may raise (bad input that only the stored value
     shows); the transaction is then rolled back and nothing is written or audited."""
@@ -125,7 +124,7 @@ async def resolve(conn: aiosqlite.Connection, change: Change) -> Change:
     )
 
 
-async def snapshot(conn: aiosqlite.Connection, change: Change) -> dict[str, JsonValue]:
+async def snapshot(conn: Conn, change: Change) -> dict[str, JsonValue]:
     """The current value of every item the change touches (None: unset)."""
     values: dict[str, JsonValue] = {}
     if change.settings:
@@ -143,7 +142,7 @@ async def snapshot(conn: aiosqlite.Connection, change: Change) -> dict[str, Json
     return values
 
 
-async def apply(conn: aiosqlite.Connection, change: Change) -> None:
+async def apply(conn: Conn, change: Change) -> None:
     for name, value in change.settings.items():
         assert change.guild_id is not None
         if value is None:
@@ -167,7 +166,7 @@ def _dump(value: Mapping[str, JsonValue]) -> str:
 
 
 async def insert_entry(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     draft: AuditDraft,
     at: float,
     before: Mapping[str, JsonValue],
@@ -218,7 +217,7 @@ def _load(text: str) -> dict[str, JsonValue]:
     return value if isinstance(value, dict) else {}
 
 
-def _entry(row: aiosqlite.Row) -> AuditEntry:
+def _entry(row: Row) -> AuditEntry:
     kind: ActorKind = "owner" if row["actor_kind"] == "owner" else "admin"
     return AuditEntry(
         id=int(row["id"]),
@@ -235,19 +234,20 @@ def _entry(row: aiosqlite.Row) -> AuditEntry:
     )
 
 
-async def entries(
-    conn: aiosqlite.Connection, guild_id: int | None, limit: int, offset: int
-) -> list[AuditEntry]:
+async def entries(conn: Conn, guild_id: int | None, limit: int, offset: int) -> list[AuditEntry]:
     """A guild's entries (None: the bot-wide ones), newest first."""
     rows = await fetch_all(
         conn,
-        "SELECT * FROM audit WHERE guild_id IS ? ORDER BY id DESC LIMIT ? OFFSET ?",
+        "SELECT * FROM audit WHERE guild_id IS NOT DISTINCT FROM ?"
+        " ORDER BY id DESC LIMIT ? OFFSET ?",
         (guild_id, limit, offset),
     )
     return [_entry(r) for r in rows]
 
 
-async def count(conn: aiosqlite.Connection, guild_id: int | None) -> int:
+async def count(conn: Conn, guild_id: int | None) -> int:
     return int(
-        await fetch_value(conn, "SELECT COUNT(*) FROM audit WHERE guild_id IS ?", (guild_id,))
+        await fetch_value(
+            conn, "SELECT COUNT(*) FROM audit WHERE guild_id IS NOT DISTINCT FROM ?", (guild_id,)
+        )
     )

@@ -4,34 +4,61 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import aiosqlite
-
-from bot.store.db import Database, Synchronous, connect
+from bot.store.db import Conn, Database, Engine, Synchronous, connect
+from bot.store.pg import PgDatabase
+from bot.store.records import Job
 from bot.store.schema import migrate
+
+DEFAULT_LEASE_SECONDS = 30.0
+PG_SCHEMES = ("postgresql://", "postgres://")
+SQLITE_SCHEME = "sqlite:///"
+
+
+def sqlite_path(target: Path | str) -> Path | None:
+    """The file a target names, or None for a PostgreSQL URL. `sqlite:///` is followed by the
+    path, relative unless it starts with '/' (so an absolute one has four slashes)."""
+    if isinstance(target, Path):
+        return target
+    if target.startswith(PG_SCHEMES):
+        return None
+    if target.startswith(SQLITE_SCHEME):
+        return Path(target[len(SQLITE_SCHEME) :])
+    raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")
 
 
 class StoreBase:
     """The connection and the clock every part of the Store shares."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Engine, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self.clock = clock
+        # This process, as the owner of the leases it holds on jobs (see leases.py); unique
+        # per start, so a restarted process never mistakes a dead one's leases for its own.
+        self.worker = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+        self.lease_seconds = DEFAULT_LEASE_SECONDS
 
     @classmethod
     async def open(
         cls,
-        path: Path,
+        target: Path | str,
         *,
         clock: Callable[[], float] = time.time,
         synchronous: Synchronous = "FULL",
     ) -> Self:
-        """Open (creating if needed, owner-only) and migrate the database at `path`."""
+        """Open and migrate the database `target` names: a SQLite file (a Path, or a
+        sqlite:/// URL; created owner-only if needed) or a postgresql:// URL."""
+        path = sqlite_path(target)
+        if path is None:
+            return cls(await PgDatabase.open(str(target)), clock)
         conn = await connect(path, synchronous=synchronous)
         try:
             await migrate(conn)
@@ -39,6 +66,20 @@ class StoreBase:
             await conn.close()
             raise
         return cls(Database(conn), clock)
+
+    def _new_lease(self, now: float) -> tuple[str, float]:
+        """A new job or request is this process's from the start."""
+        return (self.worker, now + self.lease_seconds)
+
+    def looks_after(self, job: Job) -> bool:
+        """Whether this process looks after `job`: on SQLite (one process) every job; on a
+        shared database the jobs it holds the lease of (see leases.py)."""
+        return not self.shared or job.lease_owner == self.worker
+
+    @property
+    def shared(self) -> bool:
+        """Whether other bot processes may use this database at the same time (PostgreSQL)."""
+        return self._db.shared
 
     async def close(self) -> None:
         await self._db.close()
@@ -54,11 +95,12 @@ class StoreBase:
     ) -> None:
         await self.close()
 
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT under the process-wide lock (store package only)."""
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Conn]:
+        """One transaction that runs alone: SQLite's BEGIN IMMEDIATE, PostgreSQL's write lock
+        (store package only)."""
         return self._db.transaction()
 
     @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _read(self) -> AsyncIterator[Conn]:
         async with self._db.reading() as conn:
             yield conn

@@ -1,5 +1,7 @@
-"""The SQLite connection: file creation, pragmas, serialised transactions, and the helpers every
-statement goes through. The schema and its migrations are schema.py's."""
+"""The SQLite connection (file creation, pragmas, serialised transactions), what both engines'
+databases offer the store (`Engine`), and the helpers every statement goes through, on SQLite
+or PostgreSQL (pgconn.py) alike. The schemas and their migrations are schema.py's and
+pgschema.py's; the PostgreSQL database is pg.py's."""
 
 from __future__ import annotations
 
@@ -10,17 +12,58 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import aiosqlite
+import asyncpg
 
 from bot.files import PRIVATE_FILE, private_dir
+from bot.store.pgconn import PgConn
 from bot.store.turns import Turns
 
 log = logging.getLogger(__name__)
 
-Params = Sequence[Any] | dict[str, Any]
+Params = Sequence[Any]
 Synchronous = Literal["NORMAL", "FULL"]
+# A connection the store's statements run on: SQLite's, or one lent from PostgreSQL's pool.
+Conn = aiosqlite.Connection | PgConn
+# A result row: sqlite3.Row or asyncpg.Record, both read by column name or position.
+Row = Any
+# A constraint refused a write (a unique index, a CHECK, a foreign key, an append-only trigger).
+IntegrityErrors: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.RaiseError,
+)
+
+
+def dialect(conn: Conn) -> Literal["sqlite", "postgresql"]:
+    """Which engine a statement runs on, for the few clauses that differ."""
+    return "postgresql" if isinstance(conn, PgConn) else "sqlite"
+
+
+class Engine(Protocol):
+    """What the store needs of a database, whichever the engine."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this database at the same time."""
+        ...
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Conn]: ...
+
+    def single_statements(
+        self, *, urgent: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[Conn]: ...
+
+    def reading(self) -> contextlib.AbstractAsyncContextManager[Conn]: ...
+
+    def claiming(self) -> contextlib.AbstractAsyncContextManager[Conn]:
+        """A transaction whose writes lock only the rows they touch (lease claims)."""
+        ...
+
+    async def close(self) -> None: ...
+
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -92,6 +135,11 @@ class Database:
         self.conn = conn
         self._turns = Turns()
 
+    @property
+    def shared(self) -> bool:
+        # One process per data folder (bot/services.py holds a lock on it).
+        return False
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (cancellation included).
@@ -109,6 +157,10 @@ class Database:
             except BaseException:
                 await rollback(self.conn)
                 raise
+
+    def claiming(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        # SQLite has no row locks: every writing transaction runs alone.
+        return self.transaction()
 
     @contextlib.asynccontextmanager
     async def single_statements(
@@ -140,37 +192,39 @@ class Database:
 # all of its trips.
 
 
-async def fetch_one(
-    conn: aiosqlite.Connection, sql: str, params: Params = ()
-) -> aiosqlite.Row | None:
+async def fetch_one(conn: Conn, sql: str, params: Params = ()) -> Row | None:
     """The first row (the queries here return at most one)."""
-    rows = list(await conn.execute_fetchall(sql, params))
+    rows = await fetch_all(conn, sql, params)
     return rows[0] if rows else None
 
 
-async def fetch_all(
-    conn: aiosqlite.Connection, sql: str, params: Params = ()
-) -> list[aiosqlite.Row]:
+async def fetch_all(conn: Conn, sql: str, params: Params = ()) -> list[Row]:
+    if isinstance(conn, PgConn):
+        return await conn.fetch_all(sql, params)
     return list(await conn.execute_fetchall(sql, params))
 
 
-async def fetch_value(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> Any:
+async def fetch_value(conn: Conn, sql: str, params: Params = ()) -> Any:
     row = await fetch_one(conn, sql, params)
     return None if row is None else row[0]
 
 
-async def execute(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> int:
-    """Run one statement; the number of rows it changed. The count is the connection's change
-    counter before and after (read without a trip to the thread): whoever runs a statement has
-    the connection to itself (see Database), and the schema's triggers only refuse, so every
+async def execute(conn: Conn, sql: str, params: Params = ()) -> int:
+    """Run one statement; the number of rows it changed. On SQLite the count is the connection's
+    change counter before and after (read without a trip to the thread): whoever runs a statement
+    has the connection to itself (see Database), and the schema's triggers only refuse, so every
     change counted is this statement's own."""
+    if isinstance(conn, PgConn):
+        return await conn.execute(sql, params)
     before = conn.total_changes
     await conn.execute_fetchall(sql, params)
     return conn.total_changes - before
 
 
-async def insert(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> int:
-    """Run one INSERT; the new rowid."""
+async def insert(conn: Conn, sql: str, params: Params = ()) -> int:
+    """Run one INSERT into a table with an `id` column; the new id."""
+    if isinstance(conn, PgConn):
+        return await conn.insert(sql, params)
     row = await conn.execute_insert(sql, params)
     assert row is not None
     return int(row[0])

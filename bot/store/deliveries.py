@@ -12,14 +12,12 @@ Repeating a transition that already happened is a no-op that returns None or Fal
 
 from __future__ import annotations
 
-import aiosqlite
-
-from bot.store.db import execute, fetch_all
+from bot.store.db import Conn, execute, fetch_all
 from bot.store.jobs import require, to_job
 from bot.store.records import InvalidTransition, Job
 
 
-async def claim_delivery(conn: aiosqlite.Connection, job_id: int, now: float) -> bool:
+async def claim_delivery(conn: Conn, job_id: int, now: float) -> bool:
     # One compare-and-set statement: of any number of concurrent claimers (tasks or processes)
     # exactly one sees a changed row.
     changed = await execute(
@@ -36,7 +34,7 @@ async def claim_delivery(conn: aiosqlite.Connection, job_id: int, now: float) ->
 
 
 async def release_claim(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: int,
     now: float,
     retry_at: float | None = None,
@@ -59,7 +57,7 @@ async def release_claim(
 
 
 async def finish_delivery(
-    conn: aiosqlite.Connection, job_id: int, message_id: int | None, now: float
+    conn: Conn, job_id: int, message_id: int | None, now: float
 ) -> Job | None:
     """Only the job row; the Store settles or refunds in the same transaction."""
     job = await require(conn, job_id)
@@ -82,7 +80,7 @@ async def finish_delivery(
     return await require(conn, job_id)
 
 
-async def undelivered(conn: aiosqlite.Connection) -> list[Job]:
+async def undelivered(conn: Conn) -> list[Job]:
     rows = await fetch_all(
         conn,
         """
@@ -93,7 +91,7 @@ async def undelivered(conn: aiosqlite.Connection) -> list[Job]:
     return [to_job(r) for r in rows]
 
 
-async def due_deliveries(conn: aiosqlite.Connection, now: float) -> list[Job]:
+async def due_deliveries(conn: Conn, now: float) -> list[Job]:
     """Pending deliveries whose back-off has passed."""
     rows = await fetch_all(
         conn,

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 
-import aiosqlite
-
 from bot.store import deliveries, jobs, ledger
 from bot.store.base import StoreBase
+from bot.store.db import Conn
 from bot.store.keptlimits import headroom
 from bot.store.records import Job
 
@@ -57,9 +56,7 @@ class DeliveryWrites(StoreBase):
                 await ledger.refund(conn, job, now)
             return done
 
-    async def _settle_at_reported(
-        self, conn: aiosqlite.Connection, job: Job, reported: int, now: float
-    ) -> Job:
+    async def _settle_at_reported(self, conn: Conn, job: Job, reported: int, now: float) -> Job:
         room = await headroom(conn, job)
         charged, uncharged = await ledger.adjust(conn, job, reported, room, now)
         await jobs.record_charge(conn, job.id, charged, uncharged, now)

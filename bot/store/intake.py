@@ -4,25 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiosqlite
-
-from bot.store.db import execute, fetch_all
+from bot.store.db import Conn, execute, fetch_all
 from bot.store.records import Intake
 
-# Rows per INSERT: 7 parameters each stays under 999, SQLite's oldest limit on parameters.
-ROWS_PER_STATEMENT = 140
+# Rows per INSERT: 9 parameters each stays under 999, SQLite's oldest limit on parameters.
+ROWS_PER_STATEMENT = 110
 INSERT = (
-    "INSERT OR REPLACE INTO intake"
-    " (interaction_id, application_id, token, token_expires_at, user_id, received_at, locale)"
+    "INSERT INTO intake"
+    " (interaction_id, application_id, token, token_expires_at, user_id, received_at, locale,"
+    " lease_owner, lease_expires_at)"
+)
+# Discord may deliver one interaction twice (a resumed gateway session): the newest wins.
+UPSERT = (
+    " ON CONFLICT (interaction_id) DO UPDATE SET application_id = excluded.application_id,"
+    " token = excluded.token, token_expires_at = excluded.token_expires_at,"
+    " user_id = excluded.user_id, received_at = excluded.received_at, locale = excluded.locale,"
+    " lease_owner = excluded.lease_owner, lease_expires_at = excluded.lease_expires_at"
 )
 
 
-async def record(conn: aiosqlite.Connection, intakes: Sequence[Intake]) -> None:
+async def record(
+    conn: Conn, intakes: Sequence[Intake], lease: tuple[str, float] | None = None
+) -> None:
     """Insert `intakes` with one statement per ROWS_PER_STATEMENT rows; outside a transaction
     each statement commits on its own (a burst's intakes share one commit)."""
     for start in range(0, len(intakes), ROWS_PER_STATEMENT):
         chunk = intakes[start : start + ROWS_PER_STATEMENT]
-        values = ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
+        values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
+        owner, until = lease if lease is not None else (None, None)
         params = [
             value
             for i in chunk
@@ -34,18 +43,20 @@ async def record(conn: aiosqlite.Connection, intakes: Sequence[Intake]) -> None:
                 i.user_id,
                 i.received_at,
                 i.locale,
+                owner,
+                until,
             )
         ]
         # The statement's text is built from placeholders only; every value is a parameter.
-        sql = f"{INSERT} VALUES {values}"
+        sql = f"{INSERT} VALUES {values}{UPSERT}"
         await execute(conn, sql, params)
 
 
-async def drop(conn: aiosqlite.Connection, interaction_id: int) -> None:
+async def drop(conn: Conn, interaction_id: int) -> None:
     await execute(conn, "DELETE FROM intake WHERE interaction_id = ?", (interaction_id,))
 
 
-async def unrecorded(conn: aiosqlite.Connection) -> list[Intake]:
+async def unrecorded(conn: Conn) -> list[Intake]:
     """Intakes whose interaction never became a job (those that did are the tracker's)."""
     rows = await fetch_all(
         conn,
@@ -69,7 +80,7 @@ async def unrecorded(conn: aiosqlite.Connection) -> list[Intake]:
     ]
 
 
-async def drop_recorded(conn: aiosqlite.Connection) -> int:
+async def drop_recorded(conn: Conn) -> int:
     """Forget intakes whose interaction became a job."""
     return await execute(
         conn,

@@ -9,14 +9,14 @@ from collections.abc import Callable
 
 from bot.store import intake as intake_sql
 from bot.store.base import StoreBase
-from bot.store.db import Database
+from bot.store.db import Engine
 from bot.store.records import Intake
 
 
 class Intakes(StoreBase):
     """Acknowledged requests that are not jobs yet."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Engine, clock: Callable[[], float] = time.time) -> None:
         super().__init__(db, clock)
         # Intakes waiting for the next shared write, and the task writing them (see record_intake).
         self._intakes_waiting: list[tuple[Intake, asyncio.Future[None]]] = []
@@ -46,7 +46,11 @@ class Intakes(StoreBase):
                     batch, self._intakes_waiting = self._intakes_waiting, []
                     failure: Exception | None = None
                     try:
-                        await intake_sql.record(conn, [intake for intake, _ in batch])
+                        await intake_sql.record(
+                            conn,
+                            [intake for intake, _ in batch],
+                            self._new_lease(self.clock()),
+                        )
                     except Exception as exc:  # each waiting request sees its write fail
                         failure = exc
                     for _, written in batch:
@@ -57,12 +61,18 @@ class Intakes(StoreBase):
                         else:
                             written.set_exception(failure)
                     batch = []
-        finally:
+        except BaseException:
             self._intake_writer = None
             for _, written in batch + self._intakes_waiting:
                 if not written.done():
                     written.set_exception(RuntimeError("the store stopped before the write"))
             self._intakes_waiting = []
+            raise
+        # Handing the connection back may wait (PostgreSQL's pool): intakes that arrived
+        # meanwhile found this writer still set, so it starts the next one for them.
+        self._intake_writer = None
+        if self._intakes_waiting:
+            self._intake_writer = asyncio.create_task(self._write_intakes(), name="intake writer")
 
     async def drop_intake(self, interaction_id: int) -> None:
         async with self._db.single_statements() as conn:

@@ -7,25 +7,23 @@ The job's state machine is lifecycle.py's; its delivery's, deliveries.py's.
 
 from __future__ import annotations
 
-import aiosqlite
-
-from bot.store.db import execute, fetch_all, fetch_one, fetch_value, insert
+from bot.store.db import Conn, Row, execute, fetch_all, fetch_one, fetch_value, insert
 from bot.store.records import Job, JobNotFound, JobState, NewJob
 
 # The partial indexes' expression, so the planner can use them.
 ACTIVE = "state IN ('creating', 'queued_local', 'running')"
 
 
-def to_job(row: aiosqlite.Row) -> Job:
+def to_job(row: Row) -> Job:
     return Job.model_validate(dict(row))
 
 
-async def get(conn: aiosqlite.Connection, job_id: int) -> Job | None:
+async def get(conn: Conn, job_id: int) -> Job | None:
     row = await fetch_one(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
     return None if row is None else to_job(row)
 
 
-async def require(conn: aiosqlite.Connection, job_id: int) -> Job:
+async def require(conn: Conn, job_id: int) -> Job:
     job = await get(conn, job_id)
     if job is None:
         raise JobNotFound(job_id)
@@ -33,12 +31,13 @@ async def require(conn: aiosqlite.Connection, job_id: int) -> Job:
 
 
 async def insert_job(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     new: NewJob,
     state: JobState,
     now: float,
     *,
     spend_limits: str | None = None,
+    lease: tuple[str, float] | None = None,
 ) -> Job:
     if state not in ("creating", "queued_local"):
         raise ValueError(f"a new job starts as creating or queued_local, not {state}")
@@ -52,8 +51,10 @@ async def insert_job(
             kind, source_job_id, user_id, guild_id, channel_id, interaction_id,
             interaction_token, token_expires_at, application_id, prompt, model, seconds, size,
             has_reference, cost_micros, upload_limit, deadline_at, state, created_at, updated_at,
-            negative_prompt, seed, audio, spend_limits, locale
-        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            negative_prompt, seed, audio, spend_limits, locale, lease_owner, lease_expires_at
+        ) VALUES (
+            ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+        )
         """,
         (
             new.kind,
@@ -81,6 +82,8 @@ async def insert_job(
             None if new.audio is None else int(new.audio),
             spend_limits,
             new.locale,
+            None if lease is None else lease[0],
+            None if lease is None else lease[1],
         ),
     )
     return await require(conn, job_id)
@@ -89,16 +92,12 @@ async def insert_job(
 # ---------------------------------------------------------------------- fields
 
 
-async def update_existing(
-    conn: aiosqlite.Connection, job_id: int, sql: str, params: tuple[object, ...]
-) -> None:
+async def update_existing(conn: Conn, job_id: int, sql: str, params: tuple[object, ...]) -> None:
     if await execute(conn, sql, params) == 0:
         raise JobNotFound(job_id)
 
 
-async def set_response_message(
-    conn: aiosqlite.Connection, job_id: int, message_id: int, now: float
-) -> None:
+async def set_response_message(conn: Conn, job_id: int, message_id: int, now: float) -> None:
     await update_existing(
         conn,
         job_id,
@@ -107,7 +106,7 @@ async def set_response_message(
     )
 
 
-async def clear_token(conn: aiosqlite.Connection, job_id: int, now: float) -> None:
+async def clear_token(conn: Conn, job_id: int, now: float) -> None:
     await update_existing(
         conn,
         job_id,
@@ -116,7 +115,7 @@ async def clear_token(conn: aiosqlite.Connection, job_id: int, now: float) -> No
     )
 
 
-async def clear_expired_tokens(conn: aiosqlite.Connection, now: float) -> int:
+async def clear_expired_tokens(conn: Conn, now: float) -> int:
     return await execute(
         conn,
         """
@@ -127,9 +126,7 @@ async def clear_expired_tokens(conn: aiosqlite.Connection, now: float) -> int:
     )
 
 
-async def set_local_path(
-    conn: aiosqlite.Connection, job_id: int, path: str | None, now: float
-) -> None:
+async def set_local_path(conn: Conn, job_id: int, path: str | None, now: float) -> None:
     await update_existing(
         conn,
         job_id,
@@ -138,9 +135,7 @@ async def set_local_path(
     )
 
 
-async def record_charge(
-    conn: aiosqlite.Connection, job_id: int, charged: int, uncharged: int, now: float
-) -> None:
+async def record_charge(conn: Conn, job_id: int, charged: int, uncharged: int, now: float) -> None:
     """A delivered job settled at its reported cost: `cost_micros` becomes what was charged,
     `uncharged_micros` what of the reported cost was over the member's limits."""
     await update_existing(
@@ -151,9 +146,7 @@ async def record_charge(
     )
 
 
-async def record_deletion(
-    conn: aiosqlite.Connection, job_id: int, by_user_id: int, now: float
-) -> Job | None:
+async def record_deletion(conn: Conn, job_id: int, by_user_id: int, now: float) -> Job | None:
     """The job's video was deleted at the service by `by_user_id`; the job, or None if its
     deletion was recorded already (the first record stands)."""
     changed = await execute(
@@ -171,18 +164,18 @@ async def record_deletion(
 # ---------------------------------------------------------------------- queries
 
 
-async def active(conn: aiosqlite.Connection) -> list[Job]:
+async def active(conn: Conn) -> list[Job]:
     rows = await fetch_all(conn, f"SELECT * FROM jobs WHERE {ACTIVE} ORDER BY id")  # noqa: S608 (constant)
     return [to_job(r) for r in rows]
 
 
-async def with_local_files(conn: aiosqlite.Connection) -> list[Job]:
+async def with_local_files(conn: Conn) -> list[Job]:
     """Jobs with a file kept on disk (see set_local_path); few, through a partial index."""
     rows = await fetch_all(conn, "SELECT * FROM jobs WHERE local_path IS NOT NULL ORDER BY id")
     return [to_job(r) for r in rows]
 
 
-async def recent(conn: aiosqlite.Connection, user_id: int, limit: int, offset: int) -> list[Job]:
+async def recent(conn: Conn, user_id: int, limit: int, offset: int) -> list[Job]:
     rows = await fetch_all(
         conn,
         """
@@ -193,13 +186,11 @@ async def recent(conn: aiosqlite.Connection, user_id: int, limit: int, offset: i
     return [to_job(r) for r in rows]
 
 
-async def count(conn: aiosqlite.Connection, user_id: int) -> int:
+async def count(conn: Conn, user_id: int) -> int:
     return int(await fetch_value(conn, "SELECT COUNT(*) FROM jobs WHERE user_id = ?", (user_id,)))
 
 
-async def oldest_charge_since(
-    conn: aiosqlite.Connection, user_id: int, since: float
-) -> float | None:
+async def oldest_charge_since(conn: Conn, user_id: int, since: float) -> float | None:
     """When the user's oldest job created since `since` that still counts was created: one
     that costs and has not failed (a failure refunds it; its charges are dated at creation)."""
     value = await fetch_value(
@@ -211,7 +202,7 @@ async def oldest_charge_since(
     return None if value is None else float(value)
 
 
-async def count_active(conn: aiosqlite.Connection, user_id: int) -> int:
+async def count_active(conn: Conn, user_id: int) -> int:
     value = await fetch_value(
         conn,
         f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND {ACTIVE}",  # noqa: S608 (constant)
@@ -220,24 +211,25 @@ async def count_active(conn: aiosqlite.Connection, user_id: int) -> int:
     return int(value)
 
 
-async def last_request_at(conn: aiosqlite.Connection, user_id: int) -> float | None:
+async def last_request_at(conn: Conn, user_id: int) -> float | None:
     value = await fetch_value(
         conn, "SELECT MAX(created_at) FROM jobs WHERE user_id = ?", (user_id,)
     )
     return None if value is None else float(value)
 
 
-async def count_working(conn: aiosqlite.Connection, exclude_id: int | None) -> int:
+async def count_working(conn: Conn, exclude_id: int | None) -> int:
     """Jobs being sent or running at the service (what the concurrency cap counts)."""
     value = await fetch_value(
         conn,
-        "SELECT COUNT(*) FROM jobs WHERE state IN ('creating', 'running') AND id IS NOT ?",
+        "SELECT COUNT(*) FROM jobs"
+        " WHERE state IN ('creating', 'running') AND id IS DISTINCT FROM ?",
         (exclude_id,),
     )
     return int(value)
 
 
-async def queue_position(conn: aiosqlite.Connection, job_id: int) -> int | None:
+async def queue_position(conn: Conn, job_id: int) -> int | None:
     state = await fetch_value(conn, "SELECT state FROM jobs WHERE id = ?", (job_id,))
     if state != "queued_local":
         return None
@@ -249,7 +241,7 @@ async def queue_position(conn: aiosqlite.Connection, job_id: int) -> int | None:
     return int(value)
 
 
-async def known_video_ids(conn: aiosqlite.Connection, since: float | None) -> set[str]:
+async def known_video_ids(conn: Conn, since: float | None) -> set[str]:
     if since is None:
         rows = await fetch_all(conn, "SELECT api_video_id FROM jobs WHERE api_video_id IS NOT NULL")
     else:

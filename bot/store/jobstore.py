@@ -41,7 +41,7 @@ class JobWrites(StoreBase):
         """Record a job and reserve its cost, with no quota check (owner tools, tests)."""
         at = self.clock() if now is None else now
         async with self.transaction() as conn:
-            job = await jobs.insert_job(conn, new, state, at)
+            job = await jobs.insert_job(conn, new, state, at, lease=self._new_lease(at))
             await ledger.reserve(conn, job, at)
         return job
 
@@ -77,7 +77,9 @@ class JobWrites(StoreBase):
             if refusal is not None:
                 return refusal
             kept = kept_limits(new, limits, overrides)
-            job = await jobs.insert_job(conn, new, "creating", at, spend_limits=kept)
+            job = await jobs.insert_job(
+                conn, new, "creating", at, spend_limits=kept, lease=self._new_lease(at)
+            )
             await ledger.reserve(conn, job, at)
         return job
 

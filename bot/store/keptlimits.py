@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import aiosqlite
-
 from bot.store import ledger, quota
+from bot.store.db import Conn
 from bot.store.ledger import ANY_GUILD, AnyGuild
 from bot.store.records import Job, NewJob, SpendLimit
 
@@ -40,7 +39,7 @@ def kept_limits(new: NewJob, limits: Sequence[SpendLimit], overrides: quota.Over
     return json.dumps(kept)
 
 
-async def headroom(conn: aiosqlite.Connection, job: Job) -> int | None:
+async def headroom(conn: Conn, job: Job) -> int | None:
     """What the limits the job was reserved under still allow (its own charges counted), or
     None when none applies (a job recorded without a quota check)."""
     if job.spend_limits is None:

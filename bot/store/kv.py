@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import aiosqlite
 from pydantic import JsonValue
 
-from bot.store.db import execute, fetch_all, fetch_one, fetch_value
+from bot.store.db import Conn, Row, execute, fetch_all, fetch_one, fetch_value
 from bot.store.records import QuotaOverride, TargetKind
 
 
-async def get_guild_setting(conn: aiosqlite.Connection, guild_id: int, key: str) -> JsonValue:
+async def get_guild_setting(conn: Conn, guild_id: int, key: str) -> JsonValue:
     value = await fetch_value(
         conn,
         "SELECT value_json FROM guild_settings WHERE guild_id = ? AND key = ?",
@@ -20,9 +19,7 @@ async def get_guild_setting(conn: aiosqlite.Connection, guild_id: int, key: str)
     return None if value is None else json.loads(value)
 
 
-async def set_guild_setting(
-    conn: aiosqlite.Connection, guild_id: int, key: str, value: JsonValue
-) -> None:
+async def set_guild_setting(conn: Conn, guild_id: int, key: str, value: JsonValue) -> None:
     # allow_nan=False: NaN/Infinity are not JSON and would not read back everywhere.
     text = json.dumps(value, allow_nan=False, separators=(",", ":"))
     await execute(
@@ -35,14 +32,14 @@ async def set_guild_setting(
     )
 
 
-async def delete_guild_setting(conn: aiosqlite.Connection, guild_id: int, key: str) -> bool:
+async def delete_guild_setting(conn: Conn, guild_id: int, key: str) -> bool:
     changed = await execute(
         conn, "DELETE FROM guild_settings WHERE guild_id = ? AND key = ?", (guild_id, key)
     )
     return changed > 0
 
 
-async def all_guild_settings(conn: aiosqlite.Connection, guild_id: int) -> dict[str, JsonValue]:
+async def all_guild_settings(conn: Conn, guild_id: int) -> dict[str, JsonValue]:
     rows = await fetch_all(
         conn,
         "SELECT key, value_json FROM guild_settings WHERE guild_id = ? ORDER BY key",
@@ -51,11 +48,11 @@ async def all_guild_settings(conn: aiosqlite.Connection, guild_id: int) -> dict[
     return {str(r[0]): json.loads(r[1]) for r in rows}
 
 
-def _to_override(row: aiosqlite.Row) -> QuotaOverride:
+def _to_override(row: Row) -> QuotaOverride:
     return QuotaOverride.model_validate(dict(row))
 
 
-async def set_quota_override(conn: aiosqlite.Connection, override: QuotaOverride) -> None:
+async def set_quota_override(conn: Conn, override: QuotaOverride) -> None:
     await execute(
         conn,
         """
@@ -77,7 +74,7 @@ async def set_quota_override(conn: aiosqlite.Connection, override: QuotaOverride
 
 
 async def get_quota_override(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     guild_id: int,
     target_kind: TargetKind,
     target_id: int,
@@ -94,7 +91,7 @@ async def get_quota_override(
     return None if row is None else _to_override(row)
 
 
-async def list_quota_overrides(conn: aiosqlite.Connection, guild_id: int) -> list[QuotaOverride]:
+async def list_quota_overrides(conn: Conn, guild_id: int) -> list[QuotaOverride]:
     rows = await fetch_all(
         conn,
         """
@@ -107,7 +104,7 @@ async def list_quota_overrides(conn: aiosqlite.Connection, guild_id: int) -> lis
 
 
 async def delete_quota_override(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     guild_id: int,
     target_kind: TargetKind,
     target_id: int,
@@ -124,12 +121,12 @@ async def delete_quota_override(
     return changed > 0
 
 
-async def get_meta(conn: aiosqlite.Connection, key: str) -> str | None:
+async def get_meta(conn: Conn, key: str) -> str | None:
     value = await fetch_value(conn, "SELECT value FROM meta WHERE key = ?", (key,))
     return None if value is None else str(value)
 
 
-async def set_meta(conn: aiosqlite.Connection, key: str, value: str) -> None:
+async def set_meta(conn: Conn, key: str, value: str) -> None:
     await execute(
         conn,
         "INSERT INTO meta (key, value) VALUES (?, ?) "

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import enum
 
-import aiosqlite
-
-from bot.store.db import execute, fetch_all, fetch_value
+from bot.store.db import Conn, execute, fetch_all, fetch_value
 from bot.store.records import Account, Job, JobBalance, LedgerEntry, LedgerReason
 
 _INSERT = """
@@ -40,7 +38,7 @@ ANY_GUILD = AnyGuild.ANY
 
 
 async def _append(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job: Job,
     *,
     at: float,
@@ -55,21 +53,22 @@ async def _append(
     )
 
 
-async def open_hold(conn: aiosqlite.Connection, job_id: int) -> int:
+async def open_hold(conn: Conn, job_id: int) -> int:
     value = await fetch_value(
         conn,
-        "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE job_id = ? AND account = 'held'",
+        "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM ledger"
+        " WHERE job_id = ? AND account = 'held'",
         (job_id,),
     )
     return int(value)
 
 
-async def reserve(conn: aiosqlite.Connection, job: Job, at: float) -> None:
+async def reserve(conn: Conn, job: Job, at: float) -> None:
     # Written even for a free job, so every job has exactly one reserve entry to audit against.
     await _append(conn, job, at=at, account="held", amount=job.cost_micros, reason="reserve")
 
 
-async def refund(conn: aiosqlite.Connection, job: Job, at: float) -> int:
+async def refund(conn: Conn, job: Job, at: float) -> int:
     """Release what the job still holds; the amount released (0 if nothing was held)."""
     hold = await open_hold(conn, job.id)
     if hold > 0:
@@ -77,7 +76,7 @@ async def refund(conn: aiosqlite.Connection, job: Job, at: float) -> int:
     return max(hold, 0)
 
 
-async def settle(conn: aiosqlite.Connection, job: Job, at: float) -> int:
+async def settle(conn: Conn, job: Job, at: float) -> int:
     """Turn what the job still holds into spending; the amount settled."""
     hold = await open_hold(conn, job.id)
     if hold > 0:
@@ -86,17 +85,18 @@ async def settle(conn: aiosqlite.Connection, job: Job, at: float) -> int:
     return max(hold, 0)
 
 
-async def spent_of(conn: aiosqlite.Connection, job_id: int) -> int:
+async def spent_of(conn: Conn, job_id: int) -> int:
     value = await fetch_value(
         conn,
-        "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE job_id = ? AND account = 'spent'",
+        "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM ledger"
+        " WHERE job_id = ? AND account = 'spent'",
         (job_id,),
     )
     return int(value)
 
 
 async def adjust(
-    conn: aiosqlite.Connection, job: Job, actual: int, headroom: int | None, at: float
+    conn: Conn, job: Job, actual: int, headroom: int | None, at: float
 ) -> tuple[int, int]:
     """Bring a settled job's spending to `actual`, the cost its service reported: the
     difference back when lower (never below zero: `actual` is not negative), charged when higher
@@ -117,16 +117,16 @@ async def adjust(
     return spent + allowed, extra - allowed
 
 
-_USAGE = "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE charged_at >= ?"
+_USAGE = "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM ledger WHERE charged_at >= ?"
 # Static statements (chosen, never assembled) so each can use its index.
 _USAGE_ALL = _USAGE
 _USAGE_USER = _USAGE + " AND user_id = ?"
-_USAGE_GUILD = _USAGE + " AND guild_id IS ?"
-_USAGE_USER_GUILD = _USAGE + " AND user_id = ? AND guild_id IS ?"
+_USAGE_GUILD = _USAGE + " AND guild_id IS NOT DISTINCT FROM ?"
+_USAGE_USER_GUILD = _USAGE + " AND user_id = ? AND guild_id IS NOT DISTINCT FROM ?"
 
 
 async def usage(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     since: float,
     user_id: int | None = None,
@@ -146,14 +146,15 @@ async def usage(
 
 
 async def top_spenders(
-    conn: aiosqlite.Connection, *, guild_id: int | AnyGuild | None, since: float, limit: int
+    conn: Conn, *, guild_id: int | AnyGuild | None, since: float, limit: int
 ) -> list[tuple[int, int]]:
     if guild_id is ANY_GUILD:
         rows = await fetch_all(
             conn,
             """
-            SELECT user_id, SUM(amount_micros) AS used FROM ledger WHERE charged_at >= ?
-            GROUP BY user_id HAVING used > 0 ORDER BY used DESC, user_id LIMIT ?
+            SELECT user_id, CAST(SUM(amount_micros) AS BIGINT) AS used FROM ledger
+            WHERE charged_at >= ?
+            GROUP BY user_id HAVING SUM(amount_micros) > 0 ORDER BY used DESC, user_id LIMIT ?
             """,
             (since, limit),
         )
@@ -161,30 +162,30 @@ async def top_spenders(
         rows = await fetch_all(
             conn,
             """
-            SELECT user_id, SUM(amount_micros) AS used FROM ledger
-            WHERE charged_at >= ? AND guild_id IS ?
-            GROUP BY user_id HAVING used > 0 ORDER BY used DESC, user_id LIMIT ?
+            SELECT user_id, CAST(SUM(amount_micros) AS BIGINT) AS used FROM ledger
+            WHERE charged_at >= ? AND guild_id IS NOT DISTINCT FROM ?
+            GROUP BY user_id HAVING SUM(amount_micros) > 0 ORDER BY used DESC, user_id LIMIT ?
             """,
             (since, guild_id, limit),
         )
     return [(int(r[0]), int(r[1])) for r in rows]
 
 
-async def balances(conn: aiosqlite.Connection) -> dict[Account, int]:
+async def balances(conn: Conn) -> dict[Account, int]:
     rows = await fetch_all(
-        conn, "SELECT account, SUM(amount_micros) FROM ledger GROUP BY account", ()
+        conn, "SELECT account, CAST(SUM(amount_micros) AS BIGINT) FROM ledger GROUP BY account", ()
     )
     found = {str(r[0]): int(r[1]) for r in rows}
     return {"held": found.get("held", 0), "spent": found.get("spent", 0)}
 
 
-async def sum_by_job(conn: aiosqlite.Connection) -> dict[int, JobBalance]:
+async def sum_by_job(conn: Conn) -> dict[int, JobBalance]:
     rows = await fetch_all(
         conn,
         """
         SELECT job_id,
-               COALESCE(SUM(CASE WHEN account = 'held' THEN amount_micros END), 0),
-               COALESCE(SUM(CASE WHEN account = 'spent' THEN amount_micros END), 0)
+               CAST(COALESCE(SUM(CASE WHEN account = 'held' THEN amount_micros END), 0) AS BIGINT),
+               CAST(COALESCE(SUM(CASE WHEN account = 'spent' THEN amount_micros END), 0) AS BIGINT)
         FROM ledger GROUP BY job_id ORDER BY job_id
         """,
         (),
@@ -192,7 +193,7 @@ async def sum_by_job(conn: aiosqlite.Connection) -> dict[int, JobBalance]:
     return {int(r[0]): JobBalance(int(r[1]), int(r[2])) for r in rows}
 
 
-async def entries(conn: aiosqlite.Connection, job_id: int | None = None) -> list[LedgerEntry]:
+async def entries(conn: Conn, job_id: int | None = None) -> list[LedgerEntry]:
     if job_id is None:
         rows = await fetch_all(conn, "SELECT * FROM ledger ORDER BY id", ())
     else:

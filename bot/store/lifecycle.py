@@ -28,11 +28,7 @@ InvalidTransition instead of overwriting someone else's change.
 
 from __future__ import annotations
 
-import sqlite3
-
-import aiosqlite
-
-from bot.store.db import execute, fetch_value
+from bot.store.db import Conn, IntegrityErrors, execute, fetch_value
 from bot.store.jobs import ACTIVE, require
 from bot.store.records import CANCELLED_CODE, InvalidTransition, Job, JobState
 
@@ -46,7 +42,7 @@ def _lost_race(job: Job, changed: int, wanted: str) -> None:
         raise InvalidTransition(job.id, job.state, wanted, "changed concurrently")
 
 
-async def set_state(conn: aiosqlite.Connection, job_id: int, state: JobState, now: float) -> bool:
+async def set_state(conn: Conn, job_id: int, state: JobState, now: float) -> bool:
     job = await require(conn, job_id)
     if job.state == state and state in ("creating", "queued_local"):
         return False
@@ -68,9 +64,7 @@ async def set_state(conn: aiosqlite.Connection, job_id: int, state: JobState, no
     return True
 
 
-async def mark_create_attempted(
-    conn: aiosqlite.Connection, job_id: int, at: float, now: float
-) -> bool:
+async def mark_create_attempted(conn: Conn, job_id: int, at: float, now: float) -> bool:
     """Claim the one send of a job: True for the caller that may send it, False when it was
     attempted already (by another path or before a restart), so no request goes out twice."""
     job = await require(conn, job_id)
@@ -88,7 +82,7 @@ async def mark_create_attempted(
     return changed == 1
 
 
-async def mark_create_answered(conn: aiosqlite.Connection, job_id: int, now: float) -> bool:
+async def mark_create_answered(conn: Conn, job_id: int, now: float) -> bool:
     """The service accepted the job's send (a 2xx) with an answer that could not be used: it
     made a job, so the send is never repeated (see retry_create)."""
     changed = await execute(
@@ -103,7 +97,7 @@ async def mark_create_answered(conn: aiosqlite.Connection, job_id: int, now: flo
 
 
 async def retry_create(
-    conn: aiosqlite.Connection, job_id: int, attempted_at: float, max_sends: int, now: float
+    conn: Conn, job_id: int, attempted_at: float, max_sends: int, now: float
 ) -> bool:
     """A send proven not to have started a job (see the tracker): the job is again one that was
     never sent, so it may be sent once more. Only while fewer than `max_sends` sends were made,
@@ -121,14 +115,15 @@ async def retry_create(
     return changed == 1
 
 
-async def release_create_attempt(conn: aiosqlite.Connection, job_id: int, now: float) -> bool:
+async def release_create_attempt(conn: Conn, job_id: int, now: float) -> bool:
     """Undo `mark_create_attempted` for a send that certainly reached no server (the connection
     was refused): the job is again one that was never sent, so it may be sent later."""
     changed = await execute(
         conn,
         """
         UPDATE jobs SET create_attempted_at = NULL,
-            create_attempts = MAX(create_attempts - 1, 0), updated_at = ?
+            create_attempts = CASE WHEN create_attempts > 0 THEN create_attempts - 1 ELSE 0 END,
+            updated_at = ?
         WHERE id = ? AND state = 'creating' AND api_video_id IS NULL
               AND create_attempted_at IS NOT NULL
         """,
@@ -138,7 +133,7 @@ async def release_create_attempt(conn: aiosqlite.Connection, job_id: int, now: f
 
 
 async def attach_video(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: int,
     api_video_id: str,
     api_status: str,
@@ -165,19 +160,20 @@ async def attach_video(
             """
             UPDATE jobs SET state = 'running', api_video_id = ?, api_status = ?, progress = ?,
                 create_attempted_at = COALESCE(create_attempted_at, ?),
-                create_attempts = MAX(create_attempts, 1), updated_at = ?
+                create_attempts = CASE WHEN create_attempts > 1 THEN create_attempts ELSE 1 END,
+                updated_at = ?
             WHERE id = ? AND state = 'creating' AND api_video_id IS NULL
             """,
             (api_video_id, api_status, progress, now, now, job_id),
         )
-    except sqlite3.IntegrityError as exc:  # another process attached it meanwhile
+    except IntegrityErrors as exc:  # another process attached it meanwhile
         raise InvalidTransition(job_id, job.state, "running", str(exc)) from exc
     _lost_race(job, changed, "running")
     return await require(conn, job_id)
 
 
 async def update_progress(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: int,
     api_status: str,
     progress: int | None,
@@ -187,7 +183,8 @@ async def update_progress(
         conn,
         """
         UPDATE jobs SET api_status = ?, progress = ?, updated_at = ?
-        WHERE id = ? AND state = 'running' AND (api_status IS NOT ? OR progress IS NOT ?)
+        WHERE id = ? AND state = 'running'
+              AND (api_status IS DISTINCT FROM ? OR progress IS DISTINCT FROM ?)
         """,
         (api_status, progress, now, job_id, api_status, progress),
     )
@@ -195,7 +192,7 @@ async def update_progress(
 
 
 async def mark_succeeded(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: int,
     completed_at: float,
     expires_at: float | None,
@@ -222,7 +219,7 @@ async def mark_succeeded(
 
 
 async def mark_failed(
-    conn: aiosqlite.Connection, job_id: int, code: str, message: str | None, now: float
+    conn: Conn, job_id: int, code: str, message: str | None, now: float
 ) -> Job | None:
     """Only the job row; the Store refunds in the same transaction."""
     job = await require(conn, job_id)
@@ -244,7 +241,7 @@ async def mark_failed(
 
 
 async def expire_undelivered(
-    conn: aiosqlite.Connection, job_id: int, code: str, message: str, now: float
+    conn: Conn, job_id: int, code: str, message: str, now: float
 ) -> Job | None:
     job = await require(conn, job_id)
     if job.state == "failed":
@@ -264,7 +261,7 @@ async def expire_undelivered(
 
 
 async def cancel(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     job_id: int,
     by_user_id: int,
     *,

@@ -26,9 +26,8 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from typing import TypedDict
 
-import aiosqlite
-
 from bot.store import jobs, kv, ledger
+from bot.store.db import Conn
 from bot.store.ledger import ANY_GUILD, AnyGuild
 from bot.store.records import NewJob, QuotaOverride, Refusal, SpendLimit
 
@@ -123,7 +122,7 @@ NO_OVERRIDES = Overrides((), 0)
 
 
 async def load_overrides(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     new: NewJob,
     role_ids: Collection[int],
     ceilings: Ceilings = NO_CEILINGS,
@@ -182,7 +181,7 @@ def with_overrides(limit: SpendLimit, overrides: Overrides) -> SpendLimit | None
 
 
 async def spend_refusal(
-    conn: aiosqlite.Connection, new: NewJob, cost_micros: int, limit: SpendLimit
+    conn: Conn, new: NewJob, cost_micros: int, limit: SpendLimit
 ) -> Refusal | None:
     if not applies(limit, new):
         return None
@@ -215,7 +214,7 @@ class QuotaTerms(TypedDict, total=False):
 
 
 async def check_request(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     new: NewJob,
     cost_micros: int,
     limits: Sequence[SpendLimit],

@@ -142,6 +142,9 @@ class Job(BaseModel):
     cancelled_by: int | None = None
     # The language of the member who started the job (a Discord locale); None: English.
     locale: str | None = None
+    # The bot process looking after the job, and until when (see bot/store/leases.py).
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
 
     @property
     def active(self) -> bool:

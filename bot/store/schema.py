@@ -296,6 +296,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 9: the same for a request not yet recorded as a job, so the member told after a restart
     # that it was lost is told in their language.
     ("ALTER TABLE intake ADD COLUMN locale TEXT",),
+    # 10: several processes on one database (PostgreSQL; see leases.py). A job, and a request
+    # not yet a job, is looked after by the process holding its lease (`lease_owner`) until
+    # `lease_expires_at`; a live process renews its own, and takes over those left to expire by
+    # a process that died. `request_log` holds when each recent request to the video API
+    # started, per backend, so a requests-per-minute ceiling holds across processes.
+    (
+        "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_expires_at REAL",
+        "ALTER TABLE intake ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE intake ADD COLUMN lease_expires_at REAL",
+        """
+        CREATE TABLE request_log (
+            id     INTEGER PRIMARY KEY,
+            bucket TEXT    NOT NULL,
+            at     REAL    NOT NULL
+        )
+        """,
+        "CREATE INDEX request_log_bucket ON request_log (bucket, at)",
+    ),
 )
 
 

@@ -7,13 +7,11 @@ runs on a connection whose transaction (or read turn) the caller holds.
 
 from __future__ import annotations
 
-import aiosqlite
-
-from bot.store.db import execute, fetch_all
+from bot.store.db import Conn, execute, fetch_all
 
 
 async def record(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     backend: str,
     model: str,
@@ -29,8 +27,8 @@ async def record(
     added = await execute(
         conn,
         """
-        INSERT OR IGNORE INTO durations (backend, model, size, seconds, took, job_id, at)
-        VALUES (?, ?, ?, ?, ?, ?, ?)
+        INSERT INTO durations (backend, model, size, seconds, took, job_id, at)
+        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING
         """,
         (backend, model, size, seconds, took, job_id, at),
     )
@@ -51,7 +49,7 @@ async def record(
 
 
 async def recent(
-    conn: aiosqlite.Connection, *, backend: str, model: str, size: str, seconds: str, limit: int
+    conn: Conn, *, backend: str, model: str, size: str, seconds: str, limit: int
 ) -> list[float]:
     """The newest `limit` samples of a kind (seconds each), newest first."""
     rows = await fetch_all(

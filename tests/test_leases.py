@@ -1,0 +1,203 @@
+"""Leases (bot/store/leases.py): two Store objects on one PostgreSQL database stand for two bot
+processes. A job is looked after by exactly one of them; a dead one's jobs pass to a live one
+once its leases expire; a clean stop hands them over at once; the queue's slots are counted
+across both. On SQLite (one process per data folder) a new process takes everything at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.store import Intake, Job, NewJob, Store
+from tests.clock import Clock
+
+LEASE = 30.0
+
+
+def new_job(n: int) -> NewJob:
+    return NewJob(
+        user_id=n,
+        guild_id=100,
+        channel_id=10,
+        prompt=f"job {n}",
+        model="sora-2",
+        seconds="4",
+        size="1280x720",
+        cost_micros=1000,
+    )
+
+
+def intake(clock: Clock, interaction_id: int) -> Intake:
+    return Intake(
+        interaction_id=interaction_id,
+        application_id=5,
+        token=f"tok-{interaction_id}",
+        token_expires_at=clock() + 900,
+        user_id=7,
+        received_at=clock(),
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(1_000_000.0)
+
+
+@pytest.fixture
+async def two(pg_url: str, clock: Clock) -> AsyncIterator[tuple[Store, Store]]:
+    a = await Store.open(pg_url, clock=clock)
+    b = await Store.open(pg_url, clock=clock)
+    for store in (a, b):
+        store.lease_seconds = LEASE
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_new_job_is_its_creators_and_no_one_else_takes_it(
+    two: tuple[Store, Store],
+) -> None:
+    a, b = two
+    assert a.shared and b.shared and a.worker != b.worker
+    job = await a.insert_job(new_job(1))
+    assert job.lease_owner == a.worker and a.looks_after(job) and not b.looks_after(job)
+    claimed = await b.claim_leases()
+    assert claimed.mine == set() and claimed.taken == []
+    assert (await a.claim_leases()).mine == {job.id}
+
+
+async def test_a_dead_processs_jobs_pass_to_a_live_one_once_its_leases_expire(
+    two: tuple[Store, Store], clock: Clock
+) -> None:
+    a, b = two
+    jobs = [await a.insert_job(new_job(n)) for n in range(5)]
+    clock.now += LEASE - 1
+    # Still within the lease: b takes nothing, however often it asks.
+    assert (await b.claim_leases()).mine == set()
+    clock.now += 2  # a stopped renewing (it died): its leases have run out
+    claimed = await b.claim_leases()
+    assert claimed.mine == {j.id for j in jobs}
+    assert sorted(j.id for j in claimed.taken) == [j.id for j in jobs]
+    # Now b's: a coming back to life finds them held.
+    assert (await a.claim_leases()).mine == set()
+    for job in jobs:
+        fresh = await b.get_job(job.id)
+        assert fresh is not None and b.looks_after(fresh) and not a.looks_after(fresh)
+    # b renews without "taking" its own again.
+    assert (await b.claim_leases()).taken == []
+
+
+async def test_a_renewing_process_keeps_its_jobs_past_the_first_lease(
+    two: tuple[Store, Store], clock: Clock
+) -> None:
+    a, b = two
+    job = await a.insert_job(new_job(1))
+    for _ in range(4):
+        clock.now += LEASE / 3
+        assert (await a.claim_leases()).mine == {job.id}
+        assert (await b.claim_leases()).mine == set()
+
+
+async def test_a_clean_stop_hands_the_jobs_over_at_once(two: tuple[Store, Store]) -> None:
+    a, b = two
+    job = await a.insert_job(new_job(1))
+    assert await a.release_leases() == 1
+    claimed = await b.claim_leases()
+    assert claimed.mine == {job.id} and [j.id for j in claimed.taken] == [job.id]
+
+
+async def test_processes_claiming_at_once_never_take_the_same_job(
+    two: tuple[Store, Store], clock: Clock
+) -> None:
+    a, b = two
+    seeded = [await a.insert_job(new_job(n)) for n in range(200)]
+    await a.release_leases()
+    results = await asyncio.gather(*(s.claim_leases() for s in (a, b, a, b)))
+    owners: dict[int, str] = {}
+    for store, claimed in zip((a, b, a, b), results, strict=True):
+        for job_id in claimed.mine:
+            assert owners.setdefault(job_id, store.worker) == store.worker
+    assert set(owners) == {j.id for j in seeded}
+    # What the database says agrees with what each was told.
+    for job in seeded:
+        fresh = await a.get_job(job.id)
+        assert fresh is not None and fresh.lease_owner == owners[job.id]
+
+
+async def test_finished_and_delivered_jobs_are_nobodys(two: tuple[Store, Store]) -> None:
+    a, b = two
+    job = await a.insert_job(new_job(1))
+    await a.mark_failed(job.id, "boom", "it broke")
+    assert await a.claim_delivery(job.id)
+    await a.finish_delivery(job.id, None)
+    await a.release_leases()
+    assert (await b.claim_leases()).mine == set()
+
+
+async def test_the_queues_slots_are_counted_across_processes(
+    two: tuple[Store, Store],
+) -> None:
+    a, b = two
+    queued = [await a.insert_job(new_job(n), state="queued_local") for n in range(3)]
+    first, second = await asyncio.gather(a.take_queued(1), b.take_queued(1))
+    taken = [j for j in (first, second) if j is not None]
+    assert len(taken) == 1 and taken[0].id == queued[0].id
+    assert taken[0].state == "creating"
+    taker = a if first is not None else b
+    assert taken[0].lease_owner == taker.worker
+    # With two slots the next oldest goes, to whoever asks.
+    job = await b.take_queued(2)
+    assert job is not None and job.id == queued[1].id and job.lease_owner == b.worker
+    assert await a.take_queued(2) is None
+
+
+async def test_a_dead_processs_unanswered_requests_are_answered_by_a_live_one(
+    two: tuple[Store, Store], clock: Clock
+) -> None:
+    a, b = two
+    await a.record_intake(intake(clock, 11))
+    await a.record_intake(intake(clock, 12))
+    await a.insert_job(new_job(1).model_copy(update={"interaction_id": 12}))
+    # a is alive and handling 11: not an orphan, for b nor for a itself.
+    assert await b.claim_orphan_intakes() == []
+    assert await a.claim_orphan_intakes() == []
+    clock.now += LEASE + 1
+    orphans = await b.claim_orphan_intakes()
+    # 12 became a job (the job is looked after instead); 11 is b's to answer now.
+    assert [i.interaction_id for i in orphans] == [11]
+    assert await b.claim_orphan_intakes() == []
+    await b.drop_intake(11)
+    clock.now += LEASE + 1
+    assert await a.claim_orphan_intakes() == []
+
+
+async def test_a_job_of_this_process_is_renewed_with_its_requests(
+    two: tuple[Store, Store], clock: Clock
+) -> None:
+    a, b = two
+    await a.record_intake(intake(clock, 21))
+    for _ in range(4):
+        clock.now += LEASE / 3
+        await a.claim_leases()
+    assert await b.claim_orphan_intakes() == []
+
+
+async def test_on_sqlite_a_new_process_takes_every_job_at_once(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "bot.sqlite3"
+    async with await Store.open(path, clock=clock) as before:
+        jobs: list[Job] = [await before.insert_job(new_job(n)) for n in range(3)]
+        await before.record_intake(intake(clock, 31))
+    # The next process on the file: nothing has expired yet, and it takes everything.
+    async with await Store.open(path, clock=clock) as after:
+        assert not after.shared
+        claimed = await after.claim_leases()
+        assert claimed.mine == {j.id for j in jobs}
+        assert [i.interaction_id for i in await after.claim_orphan_intakes()] == [31]
+        assert all(after.looks_after(j) for j in jobs)
