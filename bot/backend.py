@@ -22,10 +22,13 @@ from bot.api.config import ClientConfig, make_http_client
 from bot.api.openrouter import shape_from_size
 from bot.api.probe import Choice, choose, probe
 from bot.api.profiles import DEFAULT_AUTH_HEADERS, ProfileName
-from bot.api.ratelimit import MinuteRateLimiter
+from bot.api.ratelimit import MinuteRateLimiter, RequestLimiter
 from bot.catalog import Catalog
+from bot.durations import backend_key
 from bot.settings import Settings
+from bot.shared_rate import SharedMinuteLimiter
 from bot.sim import EmbeddedSim
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,21 @@ def server_key(settings: Settings) -> SecretStr:
     return key if key is not None and key.get_secret_value() else SecretStr("")
 
 
+def request_limiter(
+    settings: Settings, store: Store | None, local: MinuteRateLimiter, *, profile: ProfileName
+) -> RequestLimiter:
+    """OPENAI_REQUESTS_PER_MINUTE for the configured server: kept in the database every process
+    shares (PostgreSQL), per server (its backend key: profile and a digest of its address, never
+    its key); else this process's `local` limiter, as it is the only one on its database, at no
+    database trip per request."""
+    if store is None or not store.shared:
+        return local
+    bucket = backend_key(profile, settings.base_url)
+    return SharedMinuteLimiter(store, bucket, settings.openai_requests_per_minute)
+
+
 async def pick_profile(
-    settings: Settings, http: httpx.AsyncClient, limiter: MinuteRateLimiter
+    settings: Settings, http: httpx.AsyncClient, limiter: RequestLimiter
 ) -> Choice:
     """The profile VIDEO_API_PROFILE names, or (auto) the one a probe of the server points to."""
     fixed = settings.fixed_profile
@@ -97,13 +113,18 @@ async def open_backend(
     *,
     http: httpx.AsyncClient | None = None,
     sim_poll_after_ms: int | None = None,
+    store: Store | None = None,
 ) -> Backend:
-    """Open the client (and the simulator, if used); `stack` closes them in reverse order."""
+    """Open the client (and the simulator, if used); `stack` closes them in reverse order.
+    With a `store` several processes share, they share the requests-per-minute ceiling too."""
     if http is None:
         http = make_http_client(
             settings.openai_timeout_seconds, settings.openai_connect_timeout_seconds
         )
         stack.push_async_callback(http.aclose)
+    # Each process runs its own embedded simulator, so there its ceiling is its own; and the
+    # probe's few reads at start, before the profile (part of the shared ceiling's key) is
+    # known, keep to this process's (on a shared database they are not in the shared log).
     limiter = MinuteRateLimiter(settings.openai_requests_per_minute)
     if settings.uses_simulator:
         # The simulator imitates the named profile (openai's under auto or simulator).
@@ -153,7 +174,9 @@ async def open_backend(
             DEFAULT_AUTH_HEADERS[choice.profile],
         )
     return Backend(
-        VideosClient(http, config, limiter=limiter),
+        VideosClient(
+            http, config, limiter=request_limiter(settings, store, limiter, profile=choice.profile)
+        ),
         settings.base_url,
         simulated=False,
         profile=choice.profile,

@@ -29,11 +29,13 @@ from bot.delivery import Deliverer, DeliverySink
 from bot.discovery import choose_catalog
 from bot.durations import Durations, backend_key
 from bot.files import make_private_tree, only_process
+from bot.leases import LeaseKeeper
 from bot.memory import MemoryReleaser
 from bot.quota import QuotaPolicy
 from bot.sender import Sender
 from bot.settings import Settings
 from bot.store import Store
+from bot.store.base import sqlite_path
 from bot.submit import JobService
 from bot.tracker import Tracker
 
@@ -64,14 +66,26 @@ class Services:
     # A member's Cancel (bot/cancel.py); what it ends is shown as delivery shows any end.
     canceller: JobCanceller
 
+    # This process's hold on the jobs it looks after (bot/leases.py).
+    leases: LeaseKeeper
+
+    async def resume(self) -> None:
+        """Take this process's jobs (on SQLite: all of them; on a shared database: those no
+        live process holds) and carry on with them: interrupted deliveries settled and
+        resumed, requests lost to a stop answered."""
+        await self.leases.claim_now()
+
     def start(self) -> None:
-        """Let the tracker's rounds begin (after deliveries were resumed)."""
+        """Let the tracker's rounds and the lease renewals begin (after `resume`)."""
         self.tracker.start()
+        self.leases.start()
 
     async def stop(self) -> None:
-        """Stop producing work: the tracker's rounds, then the deliveries under way."""
+        """Stop producing work: the tracker's rounds, then the deliveries under way; then hand
+        this process's jobs back to the others."""
         await self.tracker.stop()
         await self.deliverer.tasks.cancel_all()
+        await self.leases.stop()
 
 
 @asynccontextmanager
@@ -81,11 +95,17 @@ async def open_services(settings: Settings, sink: DeliverySink) -> AsyncIterator
         data_dir = Path(settings.data_dir)
         # Owner-only, whatever the umask and whatever an older version left (see bot/files.py).
         await asyncio.to_thread(make_private_tree, data_dir)
-        stack.enter_context(only_process(data_dir))
-        store = await Store.open(data_dir / DATABASE_NAME)
+        url = settings.database_url
+        target = url.get_secret_value() if url is not None else data_dir / DATABASE_NAME
+        sqlite_file = sqlite_path(target)
+        if sqlite_file is not None:
+            # A SQLite file is one process's: a second would track and deliver the same jobs.
+            stack.enter_context(only_process(sqlite_file.parent))
+        store = await Store.open(target)
+        store.lease_seconds = settings.job_lease_seconds
         stack.push_async_callback(store.close)
         # Logs one line saying which backend (the simulator, or the server and its profile).
-        backend = await open_backend(settings, stack)
+        backend = await open_backend(settings, stack, store=store)
         # The owner's catalog, else what the server says it serves (bot/discovery.py), else the
         # bundled one.
         offered = await choose_catalog(settings, backend.client, backend.profile)
@@ -154,6 +174,7 @@ def build_services(
         durations=durations,
         backend_key=key,
         canceller=JobCanceller(store, client, on_cancelled=deliverer.job_finished),
+        leases=LeaseKeeper(store, deliverer, wake=tracker.wake),
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from bot.api.ratelimit import MinuteRateLimiter
+from tests.clock import Clock
 
 
 async def test_no_window_ever_holds_more_than_the_limit() -> None:
@@ -33,3 +34,16 @@ async def test_available_counts_free_slots() -> None:
     assert limiter.available() == 1
     await asyncio.sleep(0.12)
     assert limiter.available() == 2
+
+
+async def test_a_waiter_starts_when_the_oldest_start_leaves_the_window() -> None:
+    clock = Clock(500.0)
+    limiter = MinuteRateLimiter(2, clock=clock, sleep=clock.sleep)
+    await limiter.acquire()
+    clock.now += 10.0
+    await limiter.acquire()
+    await limiter.acquire()
+    # The start at 500 left at 560; the one at 510 holds the next until 570.
+    assert clock.now == 560.0
+    await limiter.acquire()
+    assert clock.now == 570.0

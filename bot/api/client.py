@@ -47,7 +47,7 @@ from bot.api.models import (
     id_problem,
 )
 from bot.api.openrouter import CONTENT_INDEX, ShapeLookup, create_body
-from bot.api.ratelimit import MinuteRateLimiter
+from bot.api.ratelimit import RequestLimiter
 from bot.api.transport import ProbeOptions, Transport
 from bot.redact import register_secret
 
@@ -61,7 +61,7 @@ class VideosClient:
         http: httpx.AsyncClient,
         config: ClientConfig,
         *,
-        limiter: MinuteRateLimiter | None = None,
+        limiter: RequestLimiter | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.config = config

@@ -5,7 +5,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+
+class RequestLimiter(Protocol):
+    """What the client's transport waits on before each request to the video API: this
+    process's own log (MinuteRateLimiter) or one every process shares through the database
+    (bot/shared_rate.py)."""
+
+    async def acquire(self) -> None:
+        """Return when one more request may start."""
 
 
 class MinuteRateLimiter:
@@ -21,6 +31,7 @@ class MinuteRateLimiter:
         *,
         window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         if per_minute < 1:
             raise ValueError("per_minute must be at least 1")
@@ -28,6 +39,7 @@ class MinuteRateLimiter:
         # The window is a parameter only so tests can check the rule in a fraction of a second.
         self.window = window
         self._clock = clock
+        self._sleep = sleep
         self._starts: collections.deque[float] = collections.deque()
         self._lock = asyncio.Lock()
 
@@ -49,4 +61,4 @@ class MinuteRateLimiter:
                 if len(self._starts) < self.per_minute:
                     self._starts.append(now)
                     return
-                await asyncio.sleep(self._starts[0] + self.window - now)
+                await self._sleep(self._starts[0] + self.window - now)

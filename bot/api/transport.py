@@ -43,7 +43,7 @@ from bot.api.errors import (
     error_from_transport,
     redirect_error,
 )
-from bot.api.ratelimit import MinuteRateLimiter
+from bot.api.ratelimit import MinuteRateLimiter, RequestLimiter
 from bot.files import open_private
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,12 @@ class Transport:
         http: httpx.AsyncClient,
         config: ClientConfig,
         *,
-        limiter: MinuteRateLimiter | None = None,
+        limiter: RequestLimiter | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self._http = http
         self.config = config
-        self._limiter = limiter or MinuteRateLimiter(10_000)
+        self._limiter: RequestLimiter = limiter or MinuteRateLimiter(10_000)
         self._sleep = sleep
         self.base = config.base_url.rstrip("/")
         self._headers = self._build_headers()
