@@ -10,6 +10,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal, cast
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -260,9 +261,7 @@ class Settings(BaseSettings):
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        if not value.get_secret_value().startswith(
-            ("sqlite:///", "postgresql://", "postgres://")
-        ):
+        if not value.get_secret_value().startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
@@ -288,9 +287,13 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured value that must never be written anywhere: the bot's token, the
-        API key and the extra headers' values (often a gateway's key)."""
+        API key, the extra headers' values (often a gateway's key) and the database's password."""
         values = [v.get_secret_value() for v in (self.discord_token, self.openai_api_key) if v]
         values += [v for v in self.openai_extra_headers.values() if v]
+        if self.database_url is not None:
+            password = urlsplit(self.database_url.get_secret_value()).password
+            if password:
+                values.append(unquote(password))
         return values
 
     @property
