@@ -201,3 +201,19 @@ async def test_on_sqlite_a_new_process_takes_every_job_at_once(
         assert claimed.mine == {j.id for j in jobs}
         assert [i.interaction_id for i in await after.claim_orphan_intakes()] == [31]
         assert all(after.looks_after(j) for j in jobs)
+
+
+async def test_a_queued_job_with_a_reference_waits_for_the_process_keeping_the_image(
+    two: tuple[Store, Store], clock: Clock
+) -> None:
+    a, b = two
+    with_image = await a.insert_job(
+        new_job(1).model_copy(update={"has_reference": True}), state="queued_local"
+    )
+    plain = await a.insert_job(new_job(2), state="queued_local")
+    # b may start a's plain job, but not the one whose image lies in a's data folder.
+    taken = await b.take_queued(5)
+    assert taken is not None and taken.id == plain.id
+    assert await b.take_queued(5) is None
+    mine = await a.take_queued(5)
+    assert mine is not None and mine.id == with_image.id
