@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.store.db import Conn, execute, fetch_all
+from bot.store.db import Conn, Row, execute, fetch_all
 from bot.store.records import Intake
 
 # Rows per INSERT: 9 parameters each stays under 999, SQLite's oldest limit on parameters.
@@ -52,6 +52,18 @@ async def record(
         await execute(conn, sql, params)
 
 
+def to_intake(row: Row) -> Intake:
+    return Intake(
+        interaction_id=row["interaction_id"],
+        application_id=row["application_id"],
+        token=row["token"],
+        token_expires_at=row["token_expires_at"],
+        user_id=row["user_id"],
+        received_at=row["received_at"],
+        locale=row["locale"],
+    )
+
+
 async def drop(conn: Conn, interaction_id: int) -> None:
     await execute(conn, "DELETE FROM intake WHERE interaction_id = ?", (interaction_id,))
 
@@ -66,18 +78,7 @@ async def unrecorded(conn: Conn) -> list[Intake]:
         ORDER BY i.received_at
         """,
     )
-    return [
-        Intake(
-            interaction_id=row["interaction_id"],
-            application_id=row["application_id"],
-            token=row["token"],
-            token_expires_at=row["token_expires_at"],
-            user_id=row["user_id"],
-            received_at=row["received_at"],
-            locale=row["locale"],
-        )
-        for row in rows
-    ]
+    return [to_intake(row) for row in rows]
 
 
 async def drop_recorded(conn: Conn) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.store.db import Conn, dialect, execute, fetch_all
+from bot.store.intake import to_intake
 from bot.store.jobs import ACTIVE, to_job
 from bot.store.records import Intake, Job
 
@@ -106,18 +107,7 @@ async def orphan_intakes(
             f" WHERE interaction_id IN ({marks})",
             (owner, until, *chunk),
         )
-    return [
-        Intake(
-            interaction_id=row["interaction_id"],
-            application_id=row["application_id"],
-            token=row["token"],
-            token_expires_at=row["token_expires_at"],
-            user_id=row["user_id"],
-            received_at=row["received_at"],
-            locale=row["locale"],
-        )
-        for row in rows
-    ]
+    return [to_intake(row) for row in rows]
 
 
 async def release(conn: Conn, owner: str) -> int:
