@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Literal, cast
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.api.profiles import (
@@ -30,6 +37,11 @@ from bot.catalog_files import CatalogError, load_catalog, load_presets
 # Used only when a key is set and OPENAI_BASE_URL is not (OpenAI retired its Videos endpoint on
 # 2026-09-24; `doctor` says so). With neither set the bot uses its simulator.
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+# The gap between the two clean list reads that show a create never started (bot/unconfirmed.py
+# CLEAN_READ_GAP): part of what a process taking over a job needs before the grace runs out.
+TAKEOVER_LOOK_SECONDS = 10.0
 
 
 class SettingsError(Exception):
@@ -284,6 +296,23 @@ class Settings(BaseSettings):
             if value.lower() in {"debug", "info", "warning", "error"}
             else value.lower()
         )
+
+    @model_validator(mode="after")
+    def _grace_outlasts_a_takeover(self) -> Settings:
+        # On a shared database a create whose outcome died with its process is looked for by
+        # the process taking the job over: after the lease runs out, and then over two list
+        # reads some seconds apart (bot/unconfirmed.py). A shorter grace would refund a job the
+        # service may have made, or that could still be sent.
+        url = self.database_url
+        if url is not None and not url.get_secret_value().startswith("sqlite:"):
+            needed = self.job_lease_seconds + TAKEOVER_LOOK_SECONDS + 2 * self.poll_interval_seconds
+            if self.create_grace_seconds < needed:
+                raise ValueError(
+                    f"CREATE_GRACE_SECONDS must be at least {needed:g} on PostgreSQL"
+                    " (JOB_LEASE_SECONDS + 10 + twice POLL_INTERVAL_SECONDS), so a process"
+                    " taking over a job has time to find out whether its create was made"
+                )
+        return self
 
     def secrets(self) -> list[str]:
         """Every configured value that must never be written anywhere: the bot's token, the

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from bot.services import open_services
-from bot.settings import Settings
+from bot.settings import TAKEOVER_LOOK_SECONDS, Settings
 from bot.sim import SimConfig, SimServer
 from bot.store import NewJob, SchemaTooNew, Store
 from bot.store.base import sqlite_path
@@ -23,6 +23,7 @@ from bot.store.pg import redacted
 from bot.store.pgconn import numbered
 from bot.store.pgschema import PG_MIGRATIONS
 from bot.store.schema import MIGRATIONS
+from bot.unconfirmed import CLEAN_READ_GAP
 from tests.sinks import QuietSink
 
 KEY = "sk-sim-test"
@@ -202,3 +203,14 @@ async def test_two_processes_open_their_services_on_one_postgresql(
             seen = await two.store.get_job(job.id)
             assert seen is not None and seen.lease_owner == one.store.worker
             assert one.store.looks_after(seen) and not two.store.looks_after(seen)
+
+
+def test_on_postgresql_the_create_grace_outlasts_a_takeover() -> None:
+    # The figure the check adds is the gap the takeover's two list reads keep.
+    assert TAKEOVER_LOOK_SECONDS == CLEAN_READ_GAP
+    url = SecretStr("postgresql://bot@db/v")
+    with pytest.raises(ValidationError, match="CREATE_GRACE_SECONDS must be at least 60"):
+        settings_with(database_url=url, job_lease_seconds=30, create_grace_seconds=59)
+    assert settings_with(database_url=url, job_lease_seconds=30, create_grace_seconds=60)
+    # One process on SQLite takes nothing over; its restarts keep their own rule.
+    assert settings_with(job_lease_seconds=30, create_grace_seconds=20)

@@ -183,7 +183,7 @@ class Role:
 @dataclass(eq=False)
 class Member:
     user: User
-    guild: Guild
+    guild: Guild = field(repr=False)
     roles: list[Role] = field(default_factory=list)
     nick: str | None = None
     joined_at: float = 0.0
@@ -314,7 +314,7 @@ class Channel:
     id: int
     type: int  # 0 guild text, 1 DM
     name: str | None
-    guild: Guild | None = None
+    guild: Guild | None = field(default=None, repr=False)
     recipient: User | None = None
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     position: int = 0
@@ -419,7 +419,7 @@ class Message:
     """A message as the channel shows it; `history` keeps the payload before each edit."""
 
     id: int
-    channel: Channel
+    channel: Channel = field(repr=False)
     author: User
     created_at: float
     content: str = ""
@@ -433,10 +433,10 @@ class Message:
     edited_at: float | None = None
     webhook_id: int | None = None
     application_id: int | None = None
-    interaction: Interaction | None = None
+    interaction: Interaction | None = field(default=None, repr=False)
     mentions: list[User] = field(default_factory=list)
     reference: JSON | None = None
-    referenced: Message | None = None
+    referenced: Message | None = field(default=None, repr=False)
     deleted: bool = False
     history: list[JSON] = field(default_factory=list)
 
@@ -588,18 +588,18 @@ class Interaction:
     type: int
     application_id: int
     user: User
-    channel: Channel
-    guild: Guild | None
+    channel: Channel = field(repr=False)
+    guild: Guild | None = field(repr=False)
     created_at: float
     attachment_size_limit: int
     data: JSON
     payload: JSON
     command_name: str | None = None
-    source_message: Message | None = None
+    source_message: Message | None = field(default=None, repr=False)
     response_type: int | None = None
     response_data: JSON | None = None
     responded_at: float | None = None
-    original: Message | None = None
+    original: Message | None = field(default=None, repr=False)
     followups: list[Message] = field(default_factory=list)
     modal: JSON | None = None
     # Successful PATCHes of this interaction's messages through its webhook.
