@@ -163,7 +163,7 @@ def test_placeholders_are_numbered_outside_quoted_text() -> None:
 
 
 def settings_with(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def test_the_database_url_setting_is_checked_and_its_password_is_a_secret() -> None:

@@ -114,8 +114,8 @@ async def release(conn: Conn, owner: str) -> int:
     """A process stopping cleanly hands its jobs back at once (no wait for expiry)."""
     released = await execute(
         conn,
-        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL"
-        f" WHERE lease_owner = ? AND {NEEDS_CARE}",  # noqa: S608 (constant)
+        "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL"  # noqa: S608 (a constant)
+        f" WHERE lease_owner = ? AND {NEEDS_CARE}",
         (owner,),
     )
     await execute(
