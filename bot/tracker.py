@@ -221,8 +221,11 @@ class Tracker:
             except Exception:
                 log.exception("tracker round failed; retrying next round")
             wait = self.round_wait(loop.time() - last_poll)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # comes with a wake, and stop() would wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def before_round(self) -> None:
         """What runs first in each round and on each wake: starting queued jobs where there is

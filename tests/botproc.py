@@ -134,8 +134,12 @@ class BotProcess:
         *,
         cwd: Path | None = None,
         connect_timeout: float = 30.0,
+        shard: int | None = None,
     ) -> None:
         self.fake = fake
+        # The one shard this process runs, when several processes share the fake (each is then
+        # connected, or gone, by its own shard's session); None: the bot is the only one.
+        self.shard = shard
         self.env = child_environment(settings, fake)
         self.log_path = log_path
         # Not the repository: the child must not read a developer's .env.
@@ -192,11 +196,12 @@ class BotProcess:
         proc = self.proc
 
         def connected() -> bool:
-            session = self.fake.gateway.session
+            gateway = self.fake.gateway
+            session = gateway.session if self.shard is None else gateway.shards.get(self.shard)
             return (
-                self.fake.gateway.live
+                self._live()
                 and session is not None
-                and session.conn in self.fake.gateway.connections[before:]
+                and session.conn in gateway.connections[before:]
             )
 
         waiter = asyncio.create_task(self.fake.wait_for(connected, self.connect_timeout))
@@ -238,7 +243,11 @@ class BotProcess:
         self.kills += 1
         self.lifetimes.append(time.monotonic() - self._started_at)
         # The kernel closes the socket; wait until the fake has noticed.
-        await self.fake.wait_for(lambda: not self.fake.gateway.live, 10.0)
+        await self.fake.wait_for(lambda: not self._live(), 10.0)
+
+    def _live(self) -> bool:
+        gateway = self.fake.gateway
+        return gateway.live if self.shard is None else gateway.shard_live(self.shard)
 
     async def stop(self, timeout: float = 10.0) -> int | None:  # noqa: ASYNC109
         """End the current run politely (SIGINT, as Ctrl-C), killing it if it does not stop;

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from bot.sim.prepared import ENV_DIR
+from tests import pgserver
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.fixture import fake_discord  # noqa: F401 - a pytest fixture
 from tests.scripted_api import ScriptedAPI
@@ -50,6 +51,7 @@ class _Everything(logging.Handler):
 def pytest_configure(config: pytest.Config) -> None:
     """One folder of prepared clips for the whole run: the workers (and the simulators the CLI
     tests start) inherit it, so each clip is rendered once, not once per process."""
+    _share_postgres(config)
     if hasattr(config, "workerinput") or os.environ.get(ENV_DIR):
         return
     folder = tempfile.mkdtemp(prefix="video-sim-prepared-")
@@ -58,6 +60,33 @@ def pytest_configure(config: pytest.Config) -> None:
     def cleanup() -> None:
         os.environ.pop(ENV_DIR, None)
         shutil.rmtree(folder, ignore_errors=True)
+
+    config.add_cleanup(cleanup)
+
+
+def _share_postgres(config: pytest.Config) -> None:
+    """With workers, one PostgreSQL server for the whole run, started here before they are and
+    stopped when the run ends; they inherit its URL. (In one process, `pg_server` starts it on
+    first use instead, so a run without PostgreSQL tests starts none.)"""
+    if hasattr(config, "workerinput") or os.environ.get(pgserver.ENV_URL):
+        return
+    if not config.getoption("numprocesses", default=None):
+        return
+    try:
+        cluster = pgserver.PgCluster()
+    except pgserver.PgUnavailable:
+        return  # each PostgreSQL test says why (pg_server)
+    try:
+        cluster.start()
+    except Exception as exc:
+        os.environ[pgserver.ENV_ERROR] = f"the test PostgreSQL server did not start: {exc}"
+    else:
+        os.environ[pgserver.ENV_URL] = cluster.base_url
+
+    def cleanup() -> None:
+        os.environ.pop(pgserver.ENV_URL, None)
+        os.environ.pop(pgserver.ENV_ERROR, None)
+        cluster.stop()
 
     config.add_cleanup(cleanup)
 
@@ -71,6 +100,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rest = [item for item in items if item.get_closest_marker("long") is None]
     paired = [item for pair in zip(long, rest, strict=False) for item in pair]
     items[:] = paired + long[len(paired) // 2 :] + rest[len(paired) // 2 :]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The base URL of the run's PostgreSQL server: the one the run started for its workers, or
+    one started here on first use. Skips when PostgreSQL is not installed, except under CI,
+    which must run every test on both engines."""
+    shared = os.environ.get(pgserver.ENV_URL)
+    if shared:
+        yield shared
+        return
+    if error := os.environ.get(pgserver.ENV_ERROR):
+        pytest.fail(error)
+    try:
+        cluster = pgserver.PgCluster()
+    except pgserver.PgUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc}; CI runs every database test on PostgreSQL too")
+        pytest.skip(str(exc))
+    with cluster:
+        yield cluster.base_url
+
+
+@pytest.fixture
+async def pg_url(pg_server: str) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database of this test's own, dropped after it."""
+    url = await pgserver.create_database(pg_server)
+    try:
+        yield url
+    finally:
+        await pgserver.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "pg"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The bot's DATABASE_URL, once per engine: None (unset: the default SQLite file under
+    DATA_DIR) and a fresh PostgreSQL database. `pgserver.SQLITE_ONLY` keeps a test on SQLite."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture

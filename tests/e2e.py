@@ -1,19 +1,26 @@
 """The whole bot, end to end: the real `VideoBot` on discord.py against the fake Discord, the
-simulated Videos API over loopback, and a real SQLite file. Shared by the end-to-end tests."""
+simulated Videos API over loopback, and a real database (the SQLite file under the data folder,
+or a PostgreSQL database: the `database_url` fixture). Shared by the end-to-end tests."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from pydantic import SecretStr
 
+from bot.services import DATABASE_NAME
 from bot.settings import Settings
 from bot.sim import SimConfig, SimServer
+from bot.store import Store
+from bot.store.pgconn import numbered
 from discordbot.client import VideoBot
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.fixture import running
@@ -33,10 +40,41 @@ class World:
     channel: Channel
     users: list[User]
     settings_overrides: dict[str, Any] = field(default_factory=dict)
+    # DATABASE_URL; None: the default, a SQLite file in data_dir.
+    database_url: str | None = None
 
     @property
     def user(self) -> User:
         return self.users[0]
+
+    @property
+    def database(self) -> Path | str:
+        """The database the bot uses, for a test to open a store of its own on."""
+        return self.database_url or self.data_dir / DATABASE_NAME
+
+    async def open_store(self) -> Store:
+        return await Store.open(self.database)
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """What the bot's database holds, committed, read now on a connection of the test's own:
+        at once, so a `wait_for` predicate or an observer of the fake can look. (`?` placeholders,
+        as in the store.)"""
+        if self.database_url is None:
+            path = self.data_dir / DATABASE_NAME
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as raw:
+                return [tuple(row) for row in raw.execute(sql, params).fetchall()]
+        url = self.database_url
+
+        async def read() -> list[tuple[Any, ...]]:
+            conn = await asyncpg.connect(url)
+            try:
+                return [tuple(row) for row in await conn.fetch(numbered(sql), *params)]
+            finally:
+                await conn.close()
+
+        # A loop of its own in another thread: the caller cannot await (and holds this one).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, read()).result()
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -48,6 +86,7 @@ class World:
             # requests expect none); tests of `auto` say so.
             "video_api_profile": self.sim.config.profile,
             "data_dir": self.data_dir,
+            **({"database_url": SecretStr(self.database_url)} if self.database_url else {}),
             "poll_interval_seconds": 1.0,
             "openai_max_retries": 2,
             "openai_requests_per_minute": 6000,
@@ -69,6 +108,11 @@ class World:
         bot = FakeGatewayBot(self.settings(**overrides))
         async with running(bot, self.fake, timeout=20):
             yield bot
+
+    def delivery_recorded(self, job_id: int) -> bool:
+        """Whether the job's delivery is recorded (and so settled): its reply reaches Discord a
+        moment before that, and a bot stopped in between records it at its next start."""
+        return self.rows("SELECT delivery_state FROM jobs WHERE id = ?", (job_id,)) == [("done",)]
 
     def messages(self, channel: Channel | None = None) -> list[Message]:
         return self.fake.channel_messages(channel or self.channel, include_ephemeral=True)
@@ -112,7 +156,12 @@ async def tracker_rounds(bot: VideoBot, count: int, timeout: float = 30.0) -> No
 
 @contextlib.asynccontextmanager
 async def world(
-    fake: FakeDiscord, tmp_path: Path, *, users: int = 1, **sim_config: Any
+    fake: FakeDiscord,
+    tmp_path: Path,
+    *,
+    users: int = 1,
+    database_url: str | None = None,
+    **sim_config: Any,
 ) -> AsyncIterator[World]:
     # A prepared clip unless the test asks for `clip="render"`: these tests look at a video's size
     # and length, never at what its frames show, and a render per prompt costs a second of CPU.
@@ -131,7 +180,7 @@ async def world(
             members.append(user)
         data_dir = tmp_path / "data"
         data_dir.mkdir()
-        yield World(fake, sim, data_dir, guild, channel, members)
+        yield World(fake, sim, data_dir, guild, channel, members, database_url=database_url)
     finally:
         await sim.stop()
 

@@ -16,8 +16,10 @@ GUILD_CONTEXT, BOT_DM_CONTEXT = 0, 1
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
-    async with world(fake_discord, tmp_path) as env:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, database_url=database_url) as env:
         yield env
 
 

@@ -14,7 +14,7 @@ import av
 import pytest
 from PIL import Image
 
-from bot.store import JobBalance, Store
+from bot.store import JobBalance
 from bot.submit import Origin, Refused
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Interaction, Upload
@@ -24,8 +24,10 @@ JOB_ID = re.compile(r"^job:(\d+):(remix|extend|delete)$")
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
-    async with world(fake_discord, tmp_path, users=3) as env:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, database_url=database_url, users=3) as env:
         yield env
 
 
@@ -123,8 +125,8 @@ def api_posts(w: World) -> list[str]:
     return [str(r.route) for r in w.sim.requests if r.method == "POST"]
 
 
-async def ledger(data_dir: Path) -> dict[int, JobBalance]:
-    async with await Store.open(data_dir / "bot.sqlite3") as store:
+async def ledger(w: World) -> dict[int, JobBalance]:
+    async with await w.open_store() as store:
         return await store.ledger_sum_by_job()
 
 
@@ -270,10 +272,14 @@ async def test_animate_image_refuses_an_impossible_combination_before_any_downlo
     ],
 )
 async def test_only_the_buttons_the_backend_supports_are_shown(
-    fake_discord: FakeDiscord, tmp_path: Path, profile: str, expected: set[str]
+    fake_discord: FakeDiscord,
+    tmp_path: Path,
+    database_url: str | None,
+    profile: str,
+    expected: set[str],
 ) -> None:
     async with (
-        world(fake_discord, tmp_path, profile=profile) as env,
+        world(fake_discord, tmp_path, database_url=database_url, profile=profile) as env,
         env.bot(video_api_profile=profile),
     ):
         message = await make_video(env, "a kite over a beach")
@@ -288,10 +294,15 @@ async def test_only_the_buttons_the_backend_supports_are_shown(
     ],
 )
 async def test_remix_by_the_owner_makes_a_new_linked_video(
-    fake_discord: FakeDiscord, tmp_path: Path, profile: str, kind: str, route: str
+    fake_discord: FakeDiscord,
+    tmp_path: Path,
+    database_url: str | None,
+    profile: str,
+    kind: str,
+    route: str,
 ) -> None:
     async with (
-        world(fake_discord, tmp_path, profile=profile) as w,
+        world(fake_discord, tmp_path, database_url=database_url, profile=profile) as w,
         w.bot(video_api_profile=profile) as bot,
     ):
         source = await make_video(w, "a red balloon drifts")
@@ -301,6 +312,7 @@ async def test_remix_by_the_owner_makes_a_new_linked_video(
         assert modal_inputs(click)["New prompt"].get("value") == "a red balloon drifts"
         sent = await submit(w, click, {"New prompt": "a blue balloon drifts"})
         result: Message = await w.wait_for(lambda: delivered(sent))
+        await w.wait_for(lambda: w.delivery_recorded(job_id_of(result)))
         remix = await bot.store.get_job(job_id_of(result))
         first = await bot.store.get_job(source_id)
     assert remix is not None and first is not None
@@ -319,7 +331,7 @@ async def test_remix_by_the_owner_makes_a_new_linked_video(
     assert f"job {source_id}" in link
     assert f"/{w.guild.id}/{w.channel.id}/{source.id})" in link
     # Charged like any video: held, then spent on delivery.
-    balances = await ledger(w.data_dir)
+    balances = await ledger(w)
     assert balances[remix.id] == JobBalance(held=0, spent=remix.cost_micros)
     assert remix.cost_micros == first.cost_micros > 0
 
@@ -337,6 +349,7 @@ async def test_extend_adds_the_chosen_seconds_and_charges_for_them(w: World) -> 
         )
         await w.wait_for(lambda: has_video(sent), timeout=60)
         (extension, _) = await bot.store.recent_jobs(w.user.id, 2)
+        await w.wait_for(lambda: w.delivery_recorded(extension.id))
         first = await bot.store.get_job(source_id)
     assert first is not None
     assert (extension.kind, extension.source_job_id, extension.seconds) == (
@@ -357,7 +370,7 @@ async def test_extend_adds_the_chosen_seconds_and_charges_for_them(w: World) -> 
     assert data is not None
     assert abs(length_of(data) - 12) < 0.3
     assert "Extension (+8 s)" in field(sent.original, "Made from")
-    assert (await ledger(w.data_dir))[extension.id].spent == 800_000
+    assert (await ledger(w))[extension.id].spent == 800_000
 
 
 async def test_delete_removes_the_video_at_the_api_and_from_the_message(w: World) -> None:
@@ -414,7 +427,7 @@ async def test_a_followup_whose_source_is_gone_at_the_api_fails_and_is_refunded(
         )
         (remix, _) = await bot.store.recent_jobs(w.user.id, 2)
     assert (remix.kind, remix.state) == ("edit", "failed")
-    assert (await ledger(w.data_dir))[remix.id] == JobBalance(held=0, spent=0)
+    assert (await ledger(w))[remix.id] == JobBalance(held=0, spent=0)
     assert sent.original is not None and buttons(sent.original) == {}
     assert f"job {source_id}" in field(sent.original, "Made from")
 

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import QuotaOverride, Store
+from bot.store import QuotaOverride
 from tests.e2e import World, world
 from tests.fakediscord import FakeDiscord, FakeDiscordError
 from tests.test_e2e_quota import accepted, command, creates, owner_of, refusal, settled, text, video
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
-    async with world(fake_discord, tmp_path, users=3) as env:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, database_url=database_url, users=3) as env:
         yield env
 
 
@@ -77,7 +79,7 @@ async def test_a_stored_limit_above_the_ceiling_is_capped_when_a_request_is_chec
 ) -> None:
     member = w.users[1]
     # From before there were ceilings: a $100 budget for the member.
-    async with await Store.open(w.data_dir / "bot.sqlite3") as store:
+    async with await w.open_store() as store:
         await store.set_quota_override(
             QuotaOverride(
                 guild_id=w.guild.id,

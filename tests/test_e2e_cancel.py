@@ -4,12 +4,11 @@ the simulated Videos API and a real SQLite file."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from bot.store import Job, JobBalance, Store
+from bot.store import Job, JobBalance
 from discordbot.client import VideoBot
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Interaction
@@ -82,12 +81,8 @@ def api_calls(w: World, method: str) -> list[str]:
 
 
 def delivery_state(w: World, job_id: int) -> str:
-    raw = sqlite3.connect(w.data_dir / "bot.sqlite3")
-    try:
-        row = raw.execute("SELECT delivery_state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return str(row[0]) if row else ""
-    finally:
-        raw.close()
+    rows = w.rows("SELECT delivery_state FROM jobs WHERE id = ?", (job_id,))
+    return str(rows[0][0]) if rows else ""
 
 
 async def delivered_and_settled(
@@ -104,7 +99,7 @@ async def delivered_and_settled(
 
 async def balances(w: World) -> tuple[dict[int, JobBalance], int]:
     """The ledger by job, and the first member's usage, from the database file."""
-    async with await Store.open(w.data_dir / "bot.sqlite3") as store:
+    async with await w.open_store() as store:
         return await store.ledger_sum_by_job(), await store.usage(user_id=w.user.id)
 
 
@@ -113,10 +108,12 @@ async def balances(w: World) -> tuple[dict[int, JobBalance], int]:
 
 @pytest.mark.parametrize("profile", ["vllm-omni", "openai"])
 async def test_the_owner_cancels_a_running_job_it_is_stopped_there_and_refunded(
-    fake_discord: FakeDiscord, tmp_path: Path, profile: str
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None, profile: str
 ) -> None:
     async with (
-        world(fake_discord, tmp_path, profile=profile, job_seconds=FOREVER) as w,
+        world(
+            fake_discord, tmp_path, database_url=database_url, profile=profile, job_seconds=FOREVER
+        ) as w,
         w.bot(video_api_profile=profile) as bot,
     ):
         interaction = await run_video(w, "a sunrise that takes all day")
@@ -159,10 +156,10 @@ async def test_the_owner_cancels_a_running_job_it_is_stopped_there_and_refunded(
 
 
 async def test_cancelling_a_job_waiting_for_a_slot_sends_nothing(
-    fake_discord: FakeDiscord, tmp_path: Path
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
 ) -> None:
     async with (
-        world(fake_discord, tmp_path, job_seconds=FOREVER) as w,
+        world(fake_discord, tmp_path, database_url=database_url, job_seconds=FOREVER) as w,
         w.bot(quota_max_concurrent_jobs=1) as bot,
     ):
         first = await run_video(w, "the one that holds the only slot")
@@ -198,10 +195,10 @@ async def test_cancelling_a_job_waiting_for_a_slot_sends_nothing(
 
 
 async def test_anyone_else_is_refused_privately_and_the_job_goes_on(
-    fake_discord: FakeDiscord, tmp_path: Path
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
 ) -> None:
     async with (
-        world(fake_discord, tmp_path, users=2, job_seconds=3.0) as w,
+        world(fake_discord, tmp_path, database_url=database_url, users=2, job_seconds=3.0) as w,
         w.bot() as bot,
     ):
         interaction = await run_video(w, "a kite that keeps flying")
@@ -225,10 +222,10 @@ async def test_anyone_else_is_refused_privately_and_the_job_goes_on(
 
 
 async def test_a_job_that_finished_meanwhile_is_delivered_and_its_member_told(
-    fake_discord: FakeDiscord, tmp_path: Path
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
 ) -> None:
     async with (
-        world(fake_discord, tmp_path, job_seconds=FOREVER) as w,
+        world(fake_discord, tmp_path, database_url=database_url, job_seconds=FOREVER) as w,
         w.bot() as bot,
     ):
         interaction = await run_video(w, "a clip done just before the click")
@@ -253,9 +250,11 @@ async def test_a_job_that_finished_meanwhile_is_delivered_and_its_member_told(
 
 
 async def test_cancel_keeps_working_after_a_restart(
-    fake_discord: FakeDiscord, tmp_path: Path
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
 ) -> None:
-    async with world(fake_discord, tmp_path, users=2, job_seconds=FOREVER) as w:
+    async with world(
+        fake_discord, tmp_path, database_url=database_url, users=2, job_seconds=FOREVER
+    ) as w:
         async with w.bot():
             interaction = await run_video(w, "a job that outlives its process")
             message: Message = await w.wait_for(lambda: at_service(interaction))
@@ -276,9 +275,12 @@ async def test_cancel_keeps_working_after_a_restart(
 
 
 async def test_a_cancel_after_the_reply_can_no_longer_be_edited_is_shown_by_the_click(
-    fake_discord: FakeDiscord, tmp_path: Path
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
 ) -> None:
-    async with world(fake_discord, tmp_path, job_seconds=FOREVER) as w, w.bot():
+    async with (
+        world(fake_discord, tmp_path, database_url=database_url, job_seconds=FOREVER) as w,
+        w.bot(),
+    ):
         interaction = await run_video(w, "a job older than its token")
         message: Message = await w.wait_for(lambda: at_service(interaction))
         custom_id = cancel_id(message)

@@ -29,11 +29,14 @@ VEO = load_presets(["veo-3.1"])
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
     # The simulator takes what the catalog offers, as the bot's embedded one does.
     async with world(
         fake_discord,
         tmp_path,
+        database_url=database_url,
         seconds=tuple(VEO.all_seconds()),
         sizes=tuple(VEO.all_sizes()),
     ) as env:
@@ -197,7 +200,7 @@ async def autocomplete(w: World, options: list[dict[str, Any]]) -> Interaction:
 
 
 async def test_past_25_sizes_video_autocompletes_them_and_animate_offers_shapes(
-    fake_discord: FakeDiscord, tmp_path: Path
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
 ) -> None:
     presets = ["seedance", "veo-3.1", "wan-2.6"]
     catalog = load_presets(presets)
@@ -206,6 +209,7 @@ async def test_past_25_sizes_video_autocompletes_them_and_animate_offers_shapes(
         world(
             fake_discord,
             tmp_path,
+            database_url=database_url,
             seconds=tuple(catalog.all_seconds()),
             sizes=tuple(catalog.all_sizes()),
         ) as w,

@@ -56,10 +56,10 @@ def finish_all(w: World) -> None:
 
 
 async def test_the_third_of_three_jobs_shows_its_place_and_eta_and_all_arrive_once(
-    fake_discord: FakeDiscord, tmp_path: Path
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
 ) -> None:
     async with (
-        world(fake_discord, tmp_path, users=3, job_seconds=1.0) as w,
+        world(fake_discord, tmp_path, database_url=database_url, users=3, job_seconds=1.0) as w,
         w.bot(quota_max_concurrent_jobs=1) as bot,
     ):
         # One job of the kind finishes first: the ETAs rest on what the bot learned from it.
@@ -101,10 +101,12 @@ async def test_the_third_of_three_jobs_shows_its_place_and_eta_and_all_arrive_on
 
 @pytest.mark.parametrize("profile", ["vllm-omni", "litellm"])
 async def test_a_service_without_progress_shows_an_estimated_bar_that_moves(
-    fake_discord: FakeDiscord, tmp_path: Path, profile: str
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None, profile: str
 ) -> None:
     async with (
-        world(fake_discord, tmp_path, profile=profile, job_seconds=FOREVER) as w,
+        world(
+            fake_discord, tmp_path, database_url=database_url, profile=profile, job_seconds=FOREVER
+        ) as w,
         w.bot(video_api_profile=profile) as bot,
     ):
         interaction = await run_video(w, "a slow dolly shot")

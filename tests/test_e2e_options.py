@@ -30,12 +30,15 @@ VEO = "google/veo-3.1"
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
     # SGLang: JSON creates, any extra field taken (as the server does), so the request log
     # shows exactly what the bot sent.
     async with world(
         fake_discord,
         tmp_path,
+        database_url=database_url,
         profile="sglang",
         seconds=tuple(CATALOG.all_seconds()),
         sizes=tuple(CATALOG.all_sizes()),
@@ -164,6 +167,7 @@ def veo_priced(per_second: str) -> dict[str, Any]:
 async def test_a_reported_cost_settles_the_reservation(
     fake_discord: FakeDiscord,
     tmp_path: Path,
+    database_url: str | None,
     per_second: str,
     daily: str,
     spent: int,
@@ -174,6 +178,7 @@ async def test_a_reported_cost_settles_the_reservation(
         world(
             fake_discord,
             tmp_path,
+            database_url=database_url,
             profile="openrouter",
             api_key=None,
             openrouter_models=(veo_priced(per_second),),

@@ -16,8 +16,10 @@ from tests.fakediscord import FakeDiscord
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
-    async with world(fake_discord, tmp_path) as env:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, database_url=database_url) as env:
         yield env
 
 

@@ -34,8 +34,10 @@ DAY = 86_400.0
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
-    async with world(fake_discord, tmp_path, users=6) as env:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, database_url=database_url, users=6) as env:
         yield env
 
 
@@ -225,7 +227,7 @@ async def test_fifty_simultaneous_requests_against_a_budget_for_three_create_exa
     assert public == {i.original.id for i in admitted if i.original is not None}
     # Settled on delivery: exactly what was spent, nothing held.
     assert {j.state for j in jobs} == {"succeeded"}
-    balances = await _ledger(w.data_dir)
+    balances = await _ledger(w)
     assert [b for b in balances.values()] == [(0, COST)] * 3
     assert "$1.20 of $1.20 used" in quota
     assert "Nothing is left to spend right now" in quota
@@ -437,7 +439,7 @@ async def test_an_ambiguous_create_that_did_start_is_charged_once(w: World) -> N
     assert creates(w) == 1
     assert len(w.sim.videos) == 1
     assert job.state == "succeeded"
-    assert (await _ledger(w.data_dir))[job.id] == (0, COST)
+    assert (await _ledger(w))[job.id] == (0, COST)
 
 
 @dataclasses.dataclass
@@ -846,11 +848,11 @@ async def load(bot: VideoBot, guild: Guild) -> dict[str, Any]:
     return dict(await bot.store.all_guild_settings(guild.id))
 
 
-async def _ledger(data_dir: Path) -> dict[int, Any]:
-    async with await Store.open(data_dir / "bot.sqlite3") as store:
+async def _ledger(w: World) -> dict[int, Any]:
+    async with await w.open_store() as store:
         return dict(await store.ledger_sum_by_job())
 
 
 async def _entries(w: World, job_id: int) -> list[Any]:
-    async with await Store.open(w.data_dir / "bot.sqlite3") as store:
+    async with await w.open_store() as store:
         return await store.ledger_entries(job_id)

@@ -15,11 +15,14 @@ from discordbot.render import public_text
 from tests.e2e import World, video_attachment, world
 from tests.fakediscord import FakeDiscord, Upload
 from tests.fakediscord.state import Interaction, Message
+from tests.pgserver import SQLITE_ONLY
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
-    async with world(fake_discord, tmp_path, users=2) as env:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, database_url=database_url, users=2) as env:
         yield env
 
 
@@ -55,6 +58,7 @@ def modes(root: Path) -> dict[Path, int]:
     }
 
 
+@SQLITE_ONLY  # the database file among them
 @pytest.mark.usefixtures("open_umask")
 async def test_every_file_the_bot_writes_is_owner_only(w: World) -> None:
     # A reference to fit, a video, a thumbnail and a re-encode for a tight upload limit: the

@@ -16,18 +16,21 @@ import av
 import pytest
 from PIL import Image
 
-from bot.store import JobBalance, Store
+from bot.store import JobBalance
 from tests.e2e import World, tracker_rounds, video_attachment, world
 from tests.fakediscord import FakeDiscord, Interaction, Upload
 from tests.fakediscord.rest import RequestRecord
 from tests.fakediscord.state import Message
+from tests.pgserver import SQLITE_ONLY
 
 DEFERRED = 5  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
 
 
 @pytest.fixture
-async def w(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[World]:
-    async with world(fake_discord, tmp_path, users=5) as env:
+async def w(
+    fake_discord: FakeDiscord, tmp_path: Path, database_url: str | None
+) -> AsyncIterator[World]:
+    async with world(fake_discord, tmp_path, database_url=database_url, users=5) as env:
         yield env
 
 
@@ -45,12 +48,8 @@ def decode(data: bytes) -> tuple[int, int, float]:
             )
 
 
-def intake_rows(db: Path) -> int:
-    raw = sqlite3.connect(db)
-    try:
-        return int(raw.execute("SELECT count(*) FROM intake").fetchone()[0])
-    finally:
-        raw.close()
+def intake_rows(w: World) -> int:
+    return int(w.rows("SELECT count(*) FROM intake")[0][0])
 
 
 def field_values(message: Message) -> dict[str, str]:
@@ -281,13 +280,13 @@ async def test_a_restart_mid_job_delivers_exactly_once(w: World) -> None:
     # The second start found the same commands and did not sync them again.
     syncs = [r for r in w.fake.requests if r.method == "PUT" and r.route.endswith("/commands")]
     assert len(syncs) == 1
-    balances = await _ledger(w.data_dir)
+    balances = await _ledger(w)
     assert balances[job.id].spent == job.cost_micros
     assert balances[job.id].held == 0
 
 
-async def _ledger(data_dir: Path) -> dict[int, JobBalance]:
-    async with await Store.open(data_dir / "bot.sqlite3") as store:
+async def _ledger(w: World) -> dict[int, JobBalance]:
+    async with await w.open_store() as store:
         return await store.ledger_sum_by_job()
 
 
@@ -451,7 +450,6 @@ async def test_a_request_cut_off_before_it_was_recorded_is_answered_on_restart(w
     big = io.BytesIO()
     # Just within the 25-megapixel cap, and slow enough to fit that the stop comes first.
     Image.new("RGB", (5000, 5000), (40, 90, 160)).save(big, "PNG", compress_level=1)
-    db = w.data_dir / "bot.sqlite3"
 
     async with w.bot():
         interaction = await w.fake.dispatch_slash(
@@ -463,7 +461,7 @@ async def test_a_request_cut_off_before_it_was_recorded_is_answered_on_restart(w
             user=w.user,
             channel=w.channel,
         )
-        await w.wait_for(lambda: interaction.acknowledged and intake_rows(db) == 1)
+        await w.wait_for(lambda: interaction.acknowledged and intake_rows(w) == 1)
         # The bot stops while the reference is still being fitted: no job row was written.
     async with w.bot() as second:
         await w.wait_for(
@@ -474,26 +472,24 @@ async def test_a_request_cut_off_before_it_was_recorded_is_answered_on_restart(w
         )
         assert await second.store.count_jobs(w.user.id) == 0
         assert await second.store.ledger_entries() == []
-    assert intake_rows(db) == 0
+    assert intake_rows(w) == 0
     assert w.sim.requests == []
 
 
 async def test_every_request_is_in_the_intake_before_its_defer_reaches_discord(w: World) -> None:
     """The intake row is committed before the defer is sent, so no moment exists in which
     Discord shows "thinking…" for a request the database does not hold."""
-    db = w.data_dir / "bot.sqlite3"
     at_defer: dict[str, bool] = {}
 
     def look(record: RequestRecord) -> None:
         if record.key != "POST /interactions/{interaction_id}/{interaction_token}/callback":
             return
         # A second connection sees only committed rows.
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as raw:
-            row = raw.execute(
-                "SELECT token FROM intake WHERE interaction_id = ?",
-                (int(record.params["interaction_id"]),),
-            ).fetchone()
-        at_defer[record.params["interaction_id"]] = row == (record.params["interaction_token"],)
+        rows = w.rows(
+            "SELECT token FROM intake WHERE interaction_id = ?",
+            (int(record.params["interaction_id"]),),
+        )
+        at_defer[record.params["interaction_id"]] = rows == [(record.params["interaction_token"],)]
 
     w.fake.observe(look)
     async with w.bot():
@@ -507,10 +503,11 @@ async def test_every_request_is_in_the_intake_before_its_defer_reaches_discord(w
         )
         await w.wait_for(lambda: all(i.acknowledged for i in burst), timeout=10)
         await w.wait_for(lambda: all(i.original and i.original.embeds for i in burst), timeout=30)
-        await w.wait_for(lambda: intake_rows(db) == 0)
+        await w.wait_for(lambda: intake_rows(w) == 0)
     assert at_defer == {str(i.id): True for i in burst}
 
 
+@SQLITE_ONLY  # the SQLite file's write lock
 async def test_a_database_held_by_another_process_does_not_make_the_defer_late(
     w: World, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -530,7 +527,7 @@ async def test_a_database_held_by_another_process_does_not_make_the_defer_late(
             other.execute("COMMIT")
             other.close()
         await w.wait_for(lambda: interaction.original and interaction.original.embeds)
-        await w.wait_for(lambda: intake_rows(db) == 0)  # a job now, no longer an intake
+        await w.wait_for(lambda: intake_rows(w) == 0)  # a job now, no longer an intake
     assert interaction.errors == []
     assert any("intake of" in r.getMessage() for r in caplog.records)
 

@@ -1,4 +1,5 @@
-"""The quota policy over a real SQLite store: windows, caps, overrides, refusals and reports."""
+"""The quota policy over a real store, on SQLite and on PostgreSQL: windows, caps, overrides,
+refusals and reports."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from bot.quota.overrides import quota_overrides_for, stored_overrides
 from bot.quota.wording import describe_overrides
 from bot.settings import load_settings
 from bot.store import Job, NewJob, QuotaOverride, Refusal, Store
+from bot.store.db import IntegrityErrors, execute
 from bot.store.quota import NO_CEILINGS, Ceilings
 from bot.windows import DAY_SECONDS, month_start, next_month_start, utc_day_start
 from discordbot.markup import markup
@@ -66,8 +68,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "bot.sqlite3", clock=clock)
+async def store(database_url: str | None, tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+    s = await Store.open(database_url or tmp_path / "bot.sqlite3", clock=clock)
     try:
         yield s
     finally:
@@ -849,11 +851,9 @@ async def test_a_change_that_fails_leaves_no_audit_and_no_part_of_itself(store: 
     assert await store.count_audit(GUILD) == 0
     # The audit is append-only.
     await store.audited_change(draft, Change(GUILD, settings={"quota.daily_micros": 5}))
-    import sqlite3
-
-    async with store.transaction() as conn:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            await conn.execute("UPDATE audit SET refused = 1")
+    with pytest.raises(IntegrityErrors, match="append-only"):
+        async with store.transaction() as conn:
+            await execute(conn, "UPDATE audit SET refused = 1")
 
 
 # ---------------------------------------------------------------------- changes that merge

@@ -30,9 +30,11 @@ from bot.store import (
     SpendLimit,
     Store,
 )
-from bot.store.db import connect
+from bot.store.db import IntegrityErrors, connect, execute, fetch_value
 from bot.store.quota import Ceilings
 from bot.store.schema import MIGRATIONS, migrate, user_version
+from tests import pgserver
+from tests.pgserver import SQLITE_ONLY
 
 COST = 400_000
 T0 = 1_000_000.0
@@ -62,8 +64,14 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path, clock: Clock) -> AsyncIterator[Store]:
-    s = await Store.open(db_path, clock=clock)
+def target(database_url: str | None, db_path: Path) -> Path | str:
+    """The database the test's stores open: a SQLite file, or a PostgreSQL database."""
+    return database_url or db_path
+
+
+@pytest.fixture
+async def store(target: Path | str, clock: Clock) -> AsyncIterator[Store]:
+    s = await Store.open(target, clock=clock)
     try:
         yield s
     finally:
@@ -132,6 +140,7 @@ async def must_get(store: Store, job_id: int) -> Job:
 # ---------------------------------------------------------------------- schema and file
 
 
+@SQLITE_ONLY
 async def test_migrates_an_empty_file_to_the_current_schema(store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:
         version = raw.execute("PRAGMA user_version").fetchone()[0]
@@ -141,10 +150,8 @@ async def test_migrates_an_empty_file_to_the_current_schema(store: Store, db_pat
     assert mode == "wal"
     assert {"jobs", "ledger", "guild_settings", "quota_overrides", "meta"} <= tables
     async with store.transaction() as conn:
-        async with conn.execute("PRAGMA foreign_keys") as cur:
-            assert tuple(await cur.fetchone() or ()) == (1,)
-        async with conn.execute("PRAGMA busy_timeout") as cur:
-            assert tuple(await cur.fetchone() or ()) == (5000,)
+        assert await fetch_value(conn, "PRAGMA foreign_keys") == 1
+        assert await fetch_value(conn, "PRAGMA busy_timeout") == 5000
 
 
 async def test_reopening_keeps_everything_and_does_not_migrate_again(
@@ -224,30 +231,36 @@ async def test_the_file_is_owner_only(tmp_path: Path) -> None:
         os.umask(old)
 
 
+async def refused(store: Store, sql: str, params: tuple[Any, ...] = ()) -> str:
+    """What the database said when it refused `sql` (in a transaction of its own: PostgreSQL
+    ends a transaction at its first error)."""
+    with pytest.raises(IntegrityErrors) as caught:
+        async with store.transaction() as conn:
+            await execute(conn, sql, params)
+    return str(caught.value)
+
+
 async def test_the_ledger_is_append_only_and_checked(store: Store) -> None:
     job = await reserved(store)
-    async with store.transaction() as conn:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            await conn.execute("UPDATE ledger SET amount_micros = 0")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            await conn.execute("DELETE FROM ledger")
-        with pytest.raises(sqlite3.IntegrityError):  # a refund cannot add budget
-            await conn.execute(
-                "INSERT INTO ledger (at, charged_at, job_id, user_id, account, amount_micros,"
-                " reason) VALUES (0, 0, ?, 1, 'held', 5, 'refund')",
-                (job.id,),
-            )
-        with pytest.raises(sqlite3.IntegrityError):  # foreign keys are enforced
-            await conn.execute(
-                "INSERT INTO ledger (at, charged_at, job_id, user_id, account, amount_micros,"
-                " reason) VALUES (0, 0, 999, 1, 'held', 5, 'reserve')"
-            )
+    assert "append-only" in await refused(store, "UPDATE ledger SET amount_micros = 0")
+    assert "append-only" in await refused(store, "DELETE FROM ledger")
+    await refused(  # a refund cannot add budget
+        store,
+        "INSERT INTO ledger (at, charged_at, job_id, user_id, account, amount_micros,"
+        " reason) VALUES (0, 0, ?, 1, 'held', 5, 'refund')",
+        (job.id,),
+    )
+    await refused(  # foreign keys are enforced
+        store,
+        "INSERT INTO ledger (at, charged_at, job_id, user_id, account, amount_micros,"
+        " reason) VALUES (0, 0, 999, 1, 'held', 5, 'reserve')",
+    )
     assert [e.amount_micros for e in await store.ledger_entries(job.id)] == [COST]
 
 
 async def _write_then_fail(store: Store) -> None:
     async with store.transaction() as conn:
-        await conn.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+        await execute(conn, "INSERT INTO meta (key, value) VALUES ('k', 'v')")
         raise RuntimeError("boom")
 
 
@@ -728,13 +741,13 @@ async def test_concurrent_reservations_admit_exactly_the_active_limit(store: Sto
     assert len(await store.active_jobs()) == 3
 
 
-async def test_two_connections_to_one_file_cannot_both_fit_the_last_slot(
-    db_path: Path, clock: Clock
+async def test_two_connections_to_one_database_cannot_both_fit_the_last_slot(
+    target: Path | str, clock: Clock
 ) -> None:
     limit = SpendLimit("daily", "user", since=0, max_micros=4 * COST)
     async with (
-        await Store.open(db_path, clock=clock) as a,
-        await Store.open(db_path, clock=clock) as b,
+        await Store.open(target, clock=clock) as a,
+        await Store.open(target, clock=clock) as b,
     ):
         results = await asyncio.gather(*(reserve(s, limit) for _ in range(10) for s in (a, b)))
         assert sum(isinstance(r, Job) for r in results) == 4
@@ -742,10 +755,12 @@ async def test_two_connections_to_one_file_cannot_both_fit_the_last_slot(
         assert await b.count_jobs(1) == 4
 
 
-async def test_claims_from_two_connections_have_one_winner(db_path: Path, clock: Clock) -> None:
+async def test_claims_from_two_connections_have_one_winner(
+    target: Path | str, clock: Clock
+) -> None:
     async with (
-        await Store.open(db_path, clock=clock) as a,
-        await Store.open(db_path, clock=clock) as b,
+        await Store.open(target, clock=clock) as a,
+        await Store.open(target, clock=clock) as b,
     ):
         job = await succeeded(a, "v1")
         claims = await asyncio.gather(*(s.claim_delivery(job.id) for _ in range(5) for s in (a, b)))
@@ -1089,19 +1104,24 @@ async def check_ledger(store: Store, ids: list[int]) -> None:
         assert sum(j.active for j in mine) <= 4
 
 
-async def run_scenario(ops: list[tuple[str, int, int, int]]) -> None:
+async def run_scenario(ops: list[tuple[str, int, int, int]], pg_server: str | None = None) -> None:
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
         # NORMAL: fewer fsyncs, same logic; this test is about the books, not durability.
         path = Path(tmp) / "p.sqlite3"
-        async with await Store.open(path, clock=clock, synchronous="NORMAL") as store:
-            ids: list[int] = []
-            for op in ops:
-                await apply_op(store, clock, ids, op)
+        url = await pgserver.create_database(pg_server) if pg_server else None
+        try:
+            async with await Store.open(url or path, clock=clock, synchronous="NORMAL") as store:
+                ids: list[int] = []
+                for op in ops:
+                    await apply_op(store, clock, ids, op)
+                    await check_ledger(store, ids)
+                # Concurrent bursts keep the same books.
+                await asyncio.gather(*(apply_op(store, clock, ids, op) for op in ops))
                 await check_ledger(store, ids)
-            # Concurrent bursts keep the same books.
-            await asyncio.gather(*(apply_op(store, clock, ids, op) for op in ops))
-            await check_ledger(store, ids)
+        finally:
+            if url:
+                await pgserver.drop_database(url)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -1110,6 +1130,15 @@ def test_the_books_balance_after_any_sequence_of_operations(
     ops: list[tuple[str, int, int, int]],
 ) -> None:
     asyncio.run(run_scenario(ops))
+
+
+# A database per example; fewer examples (each costs a database and a thousand round trips).
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op_strategy, min_size=30, max_size=120))
+def test_the_books_balance_after_any_sequence_of_operations_on_postgresql(
+    pg_server: str, ops: list[tuple[str, int, int, int]]
+) -> None:
+    asyncio.run(run_scenario(ops, pg_server))
 
 
 def intake(store: Store, interaction_id: int) -> Intake:
@@ -1137,6 +1166,7 @@ async def test_intakes_that_became_jobs_are_not_reported_as_lost(store: Store) -
     assert await store.unrecorded_intakes() == []
 
 
+@SQLITE_ONLY  # the turns of SQLite's one connection; PostgreSQL's intakes wait for no lock
 async def test_a_burst_of_intakes_is_committed_ahead_of_work_already_waiting(
     store: Store, db_path: Path
 ) -> None:
@@ -1394,13 +1424,12 @@ async def test_a_job_recorded_without_limits_is_settled_at_its_whole_reported_co
 async def test_the_ledger_refuses_an_adjustment_of_the_wrong_sign(store: Store) -> None:
     job = await reserved(store)
     for reason, amount in (("adjust_down", 5), ("adjust_up", -5)):
-        with pytest.raises(sqlite3.IntegrityError):
-            async with store.transaction() as conn:
-                await conn.execute(
-                    "INSERT INTO ledger (at, charged_at, job_id, user_id, account, amount_micros,"
-                    " reason) VALUES (0, 0, ?, 1, 'spent', ?, ?)",
-                    (job.id, amount, reason),
-                )
+        await refused(
+            store,
+            "INSERT INTO ledger (at, charged_at, job_id, user_id, account, amount_micros,"
+            " reason) VALUES (0, 0, ?, 1, 'spent', ?, ?)",
+            (job.id, amount, reason),
+        )
     assert [e.reason for e in await store.ledger_entries()] == ["reserve"]
 
 
