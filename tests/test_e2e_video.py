@@ -515,9 +515,11 @@ async def test_a_database_held_by_another_process_does_not_make_the_defer_late(
     keeps locked for longer must not cost the member Discord's 3 seconds."""
     db = w.data_dir / "bot.sqlite3"
     async with w.bot():
-        other = sqlite3.connect(db, isolation_level=None)
+        other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
         try:
-            other.execute("BEGIN IMMEDIATE")  # the write lock, as a backup tool might hold it
+            # The write lock, as a backup tool might hold it; taken off the event loop, so a
+            # transaction of the bot's under way can finish while this waits for it.
+            await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
             interaction = await w.fake.dispatch_slash(
                 "video", {"prompt": "patience"}, user=w.user, channel=w.channel
             )

@@ -126,6 +126,11 @@ async def release(conn: Conn, owner: str) -> int:
     return released
 
 
+async def any_queued(conn: Conn) -> bool:
+    rows = await fetch_all(conn, "SELECT 1 FROM jobs WHERE state = 'queued_local' LIMIT 1")
+    return bool(rows)
+
+
 async def take_queued(
     conn: Conn, owner: str, until: float, max_concurrent: int, now: float
 ) -> Job | None:

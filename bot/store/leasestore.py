@@ -41,6 +41,10 @@ class Leases(StoreBase):
     async def take_queued(self, max_concurrent: int) -> Job | None:
         """The oldest job waiting for a slot, now 'creating' and this process's, if a slot is
         free across every process; else None."""
+        # Asked on every wake and round: a read first, so an empty queue costs no write lock.
+        async with self._read() as conn:
+            if not await leases.any_queued(conn):
+                return None
         now = self.clock()
         async with self.transaction() as conn:
             return await leases.take_queued(
