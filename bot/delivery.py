@@ -143,7 +143,10 @@ class Deliverer:
             while (edit := self._edits.pop(job_id, None)) is not None:
                 job, outlook = edit
                 try:
-                    await asyncio.wait_for(self.sink.show_progress(job, outlook), self.edit_timeout)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                    # arrives as the edit ends, and the loop would go on after a stop.
+                    async with asyncio.timeout(self.edit_timeout):
+                        await self.sink.show_progress(job, outlook)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -281,13 +284,11 @@ class Deliverer:
                 # One plain notice without files: the sink's usual fallbacks (the reply, the
                 # channel, a DM) may still take a message that the upload could not.
                 try:
-                    message_id = await asyncio.wait_for(
-                        self.sink.send_result(
+                    async with asyncio.timeout(self.edit_timeout):
+                        message_id = await self.sink.send_result(
                             notice,
                             Result(failure=failure_notice(notice.error_code, notice.error_message)),
-                        ),
-                        self.edit_timeout,
-                    )
+                        )
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:

@@ -117,7 +117,10 @@ class DiscordSink:
             try:
                 # Bounded: an edit Discord never answers must not keep the message's lock (the
                 # result waits for it).
-                await asyncio.wait_for(self._show_now(job, outlook, state), EDIT_TIMEOUT)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # arrives as the edit ends, and this loop would go on after a stop.
+                async with asyncio.timeout(EDIT_TIMEOUT):
+                    await self._show_now(job, outlook, state)
             except Exception:
                 log.exception("progress edit for job %s failed", job_id)
 
@@ -309,7 +312,8 @@ class DiscordSink:
         )
         try:
             # Bounded, and any failure contained: the start waits for every such answer.
-            await asyncio.wait_for(edit, EDIT_TIMEOUT)
+            async with asyncio.timeout(EDIT_TIMEOUT):
+                await edit
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             log.info("could not answer unrecorded request %s: %s", intake.interaction_id, exc)
             return False
