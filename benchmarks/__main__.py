@@ -1,7 +1,8 @@
 """Run the benchmarks and print one table: `python3 dev.py bench [--quick] [NAME ...]`.
 
     NAME          one or more of: client, polling, ack, delivery, memory, odd (the default: all
-                  of these), discord (100 two-minute jobs in real time, about 2.5 minutes)
+                  of these), discord (100 two-minute jobs in real time, about 2.5 minutes),
+                  scale (SQLite against PostgreSQL, what one process carries: docs/scaling.md)
     --quick       smaller runs (about a minute and a half in all instead of about four)
     --markdown F  also write the table, the machine and the date into F between the markers
                   `<!-- results:begin -->` and `<!-- results:end -->` (appended, markers and
@@ -32,6 +33,7 @@ from benchmarks import (
     bench_memory,
     bench_odd_jobs,
     bench_polling,
+    bench_scale,
 )
 from benchmarks.common import Row
 
@@ -43,8 +45,10 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "memory": bench_memory.run,
     "odd": bench_odd_jobs.run,
     "discord": bench_delivery.run_long,
+    "scale": bench_scale.run,
 }
-# Run when no NAME is given (`discord` takes minutes of real time: only by name).
+# Run when no NAME is given (`discord` takes minutes of real time, `scale` minutes and a
+# PostgreSQL server of its own: only by name).
 DEFAULT = ("client", "polling", "ack", "delivery", "memory", "odd")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 

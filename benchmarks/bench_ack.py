@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.bench_client import sim_server
 from benchmarks.common import Row, ms, percentile, verdict
@@ -82,13 +83,16 @@ class Burst:
     rss: int = 0
 
 
-async def one_burst(work: Path, api_url: str, size: int, run: int, into: Burst) -> None:
-    """One burst of `size` /video against a fresh bot; its figures are added to `into`."""
+async def one_burst(
+    work: Path, api_url: str, size: int, run: int, into: Burst, **overrides: Any
+) -> None:
+    """One burst of `size` /video against a fresh bot; its figures are added to `into`.
+    `overrides` are settings for the bot (`database_url` for another engine)."""
     tmp = work / f"burst-{size}-{run}"
     tmp.mkdir()
     async with (
         stage(tmp, users=USERS, job_seconds=3600.0) as w,
-        bot_process(w, instrument=True, openai_base_url=api_url) as bot,
+        bot_process(w, instrument=True, openai_base_url=api_url, **overrides) as bot,
     ):
         warm = await slash_burst(w, WARMUP, PROMPT)
         await all_shown(w, warm, timeout=30)

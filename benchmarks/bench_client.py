@@ -67,7 +67,7 @@ def sim_server(cache_dir: Path, job_seconds: float = 0.0) -> Iterator[str]:
     command = [
         sys.executable,
         "-m",
-        "bot",
+        "videobot",
         "sim",
         "--host",
         "127.0.0.1",
