@@ -133,7 +133,10 @@ class JobNews:
             await self.tracker.finished(done, stats)
         elif self.tracker.past_deadline(job, now):
             await self.abandon(job, stats)
-        elif await self.store.update_progress(job.id, video.status, video.progress):
+        # Unchanged since the round read the job: nothing to write (most jobs, most rounds).
+        elif (video.status, video.progress) != (job.api_status, job.progress) and (
+            await self.store.update_progress(job.id, video.status, video.progress)
+        ):
             stats.changed += 1
             updated = await self.store.get_job(job.id)
             if updated is not None:

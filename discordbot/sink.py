@@ -112,13 +112,15 @@ class DiscordSink:
             await asyncio.sleep(wait)
         state.timer = None
         pending, state.pending = state.pending, None
+        if pending is not None and self.client.is_closed():
+            # Stopping: the connection to Discord is gone; the next start shows the job anew.
+            return
         if pending is not None:
             job, outlook = pending
             try:
                 # Bounded: an edit Discord never answers must not keep the message's lock (the
-                # result waits for it).
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
-                # arrives as the edit ends, and this loop would go on after a stop.
+                # result waits for it). asyncio.timeout, not wait_for: on 3.11 wait_for can
+                # swallow a cancel that arrives as the edit ends.
                 async with asyncio.timeout(EDIT_TIMEOUT):
                     await self._show_now(job, outlook, state)
             except Exception:

@@ -135,8 +135,10 @@ class JobWrites(StoreBase):
             )
 
     async def update_progress(self, job_id: int, api_status: str, progress: int | None) -> bool:
-        """Whether a running job's status or progress changed."""
-        async with self.transaction() as conn:
+        """Whether a running job's status or progress changed. One guarded statement, atomic
+        on its own: no serialised transaction (on PostgreSQL, no write lock) for the commonest
+        write of every round."""
+        async with self._db.single_statements() as conn:
             return await lifecycle.update_progress(
                 conn, job_id, _status(api_status), progress, self.clock()
             )
