@@ -48,9 +48,7 @@ class LeaseKeeper:
         """Renew, take what is free, and carry on with what was taken."""
         claimed = await self.store.claim_leases()
         if claimed.taken:
-            log.info(
-                "took over %d job(s) no live process was looking after", len(claimed.taken)
-            )
+            log.info("took over %d job(s) no live process was looking after", len(claimed.taken))
             await self.deliverer.resume(_finished(claimed.taken))
             self.wake()
         for intake in await self.store.claim_orphan_intakes():
