@@ -103,7 +103,13 @@ async def migrate(db: PgDatabase, migrations: Sequence[Iterable[str]] = PG_MIGRA
     """Bring the schema to len(migrations), each migration in its own transaction with its
     version; refuses a database a newer bot wrote. Processes starting together take turns."""
     target = len(migrations)
+    # Up to date (every start but the first): one read, no lock.
     current = 0
+    async with db.pool.acquire() as raw:
+        if await raw.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+            current = int(await raw.fetchval("SELECT max(version) FROM schema_version") or 0)
+    if current == target:
+        return target
     for version, statements in enumerate(migrations, start=1):
         async with db.pool.acquire() as raw, raw.transaction():
             await raw.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
