@@ -58,7 +58,6 @@ from bot.backend import client_config
 from bot.settings import Settings
 from bot.store import Store
 from bot.tracker import Tracker
-from tests import pgserver
 from tests.fakediscord import Interaction
 from tests.fakediscord.state import Message
 from tests.pgserver import PgCluster, PgUnavailable, create_database
@@ -117,17 +116,13 @@ async def engines() -> AsyncIterator[tuple[list[Engine], str]]:
     """SQLite, and PostgreSQL where a server is installed; the second value says why not."""
     sqlite = Engine("SQLite")
     try:
-        cluster = PgCluster()
+        # The tests' cluster trades durability for speed; measured against SQLite's synchronous
+        # FULL, PostgreSQL keeps its durable defaults: every commit flushed to disk.
+        cluster = PgCluster(settings=DURABLE)
     except PgUnavailable as exc:
         yield [sqlite], f"PostgreSQL not measured: {exc}"
         return
-    # The tests' cluster trades durability for speed; measured against SQLite's synchronous
-    # FULL, PostgreSQL keeps its durable defaults: every commit flushed to disk.
-    fast, pgserver.FAST_SETTINGS = pgserver.FAST_SETTINGS, {**pgserver.FAST_SETTINGS, **DURABLE}
-    try:
-        cluster.start()
-    finally:
-        pgserver.FAST_SETTINGS = fast
+    cluster.start()
     try:
         conn = await asyncpg.connect(cluster.base_url)
         try:
