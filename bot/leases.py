@@ -53,6 +53,8 @@ class LeaseKeeper:
             self.wake()
         for intake in await self.store.claim_orphan_intakes():
             await self._answer(intake)
+        if self.store.shared:
+            await self.store.drop_sent_references()
 
     async def _answer(self, intake: Intake) -> None:
         # Told first, forgotten after: telling twice only edits the same reply again.

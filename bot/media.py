@@ -50,6 +50,17 @@ class MediaFiles:
         with open_private(path) as handle:
             handle.write(reference.data)
 
+    @staticmethod
+    def reference_image(content_type: str, data: bytes) -> ReferenceImage | None:
+        """A reference image kept elsewhere (the database), by its type; None for a type the
+        bot never keeps."""
+        ext = REFERENCE_TYPES.get(content_type)
+        if ext is None:
+            return None
+        return ReferenceImage.model_validate(
+            {"data": data, "filename": f"reference{ext}", "content_type": content_type}
+        )
+
     def load_reference(self, job_id: int) -> ReferenceImage | None:
         for content_type, ext in REFERENCE_TYPES.items():
             path = self.reference(job_id, ext)

@@ -138,6 +138,10 @@ class Sender:
         when what it needs is gone. Nothing here has reached the API yet."""
         if job.kind == "create":
             reference = await asyncio.to_thread(self.media.load_reference, job.id)
+            if job.has_reference and reference is None and self.store.shared:
+                # Taken from the process that took the request: its copy in the database.
+                kept = await self.store.kept_reference(job.id)
+                reference = None if kept is None else self.media.reference_image(*kept)
             if job.has_reference and reference is None:
                 await self.store.mark_failed(
                     job.id, "reference_lost", "The reference image was lost before sending."

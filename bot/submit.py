@@ -339,6 +339,9 @@ class JobService:
             # Kept until the job is sent: a queued job, or one interrupted by a restart, can
             # still be sent with it.
             await asyncio.to_thread(self.media.save_reference, job.id, reference)
+            if self.store.shared:
+                # And in the database: another process may be the one that sends it.
+                await self.store.keep_reference(job.id, reference.content_type, reference.data)
         if await self.tracker.at_capacity(job.id):
             await self.store.set_state(job.id, "queued_local")
             return await self._reload(job)

@@ -6,15 +6,39 @@ across both. On SQLite (one process per data folder) a new process takes everyth
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+from PIL import Image
+from pydantic import SecretStr
 
+from bot.api.client import VideosClient
+from bot.api.config import ClientConfig
+from bot.api.models import CreateVideo, ReferenceImage
+from bot.catalog_files import load_catalog
+from bot.quota import QuotaDefaults, QuotaPolicy
+from bot.sender import Sender
+from bot.sim import SimConfig, SimServer
 from bot.store import Intake, Job, NewJob, Store
+from bot.submit import JobService, Origin
+from bot.tracker import Tracker
 from tests.clock import Clock
 
 LEASE = 30.0
+KEY = "sk-sim-test"
+
+
+class Quiet:
+    """A tracker listener that is told and does nothing."""
+
+    async def job_changed(self, job: Job, outlook: object = None) -> None:
+        return None
+
+    async def job_finished(self, job: Job) -> None:
+        return None
 
 
 def new_job(n: int) -> NewJob:
@@ -203,17 +227,62 @@ async def test_on_sqlite_a_new_process_takes_every_job_at_once(
         assert all(after.looks_after(j) for j in jobs)
 
 
-async def test_a_queued_job_with_a_reference_waits_for_the_process_keeping_the_image(
-    two: tuple[Store, Store], clock: Clock
+def png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 140, 90)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def test_a_reference_kept_by_one_process_is_read_by_another_until_sent(
+    two: tuple[Store, Store],
 ) -> None:
     a, b = two
-    with_image = await a.insert_job(
-        new_job(1).model_copy(update={"has_reference": True}), state="queued_local"
-    )
-    plain = await a.insert_job(new_job(2), state="queued_local")
-    # b may start a's plain job, but not the one whose image lies in a's data folder.
-    taken = await b.take_queued(5)
-    assert taken is not None and taken.id == plain.id
-    assert await b.take_queued(5) is None
-    mine = await a.take_queued(5)
-    assert mine is not None and mine.id == with_image.id
+    job = await a.insert_job(new_job(1).model_copy(update={"has_reference": True}))
+    await a.keep_reference(job.id, "image/png", b"\x89PNG fake")
+    assert await b.kept_reference(job.id) == ("image/png", b"\x89PNG fake")
+    assert await b.drop_sent_references() == 0  # not sent yet
+    await a.mark_create_attempted(job.id, 1.0)
+    await a.attach_video(job.id, "video_1", "queued", 0)
+    assert await b.drop_sent_references() == 1
+    assert await a.kept_reference(job.id) is None
+
+
+async def test_a_queued_job_with_a_reference_is_sent_by_another_process_with_its_image(
+    two: tuple[Store, Store], tmp_path: Path
+) -> None:
+    """The request reached process a (which keeps the image under its own DATA_DIR); the slot
+    freed in process b, whose folder has no such file: b sends the job with the image the
+    database kept."""
+    a, b = two
+    image = png(1280, 720)
+    sim = SimServer(SimConfig(api_key=KEY, job_seconds=60))
+    async with sim as url, httpx.AsyncClient() as http:
+        config = ClientConfig(base_url=url, api_key=SecretStr(KEY), max_retries=0)
+        client = VideosClient(http, config)
+        folder_a, folder_b = tmp_path / "a", tmp_path / "b"
+        tracker_a = Tracker(
+            a, client, Quiet(), sender=Sender(a, client, folder_a), max_concurrent=1
+        )
+        tracker_b = Tracker(
+            b, client, Quiet(), sender=Sender(b, client, folder_b), max_concurrent=1
+        )
+        policy = QuotaPolicy(a, QuotaDefaults(cooldown_seconds=None, max_concurrent=1))
+        service = JobService(a, client, load_catalog(None), tracker_a, folder_a, policy=policy)
+        request = CreateVideo(prompt="a fox", model="sora-2", seconds="4", size="1280x720")
+        reference = ReferenceImage(data=image, filename="ref.png", content_type="image/png")
+        first = await service.submit(Origin(user_id=1, channel_id=2), request)
+        queued = await service.submit(
+            Origin(user_id=2, channel_id=2),
+            request.model_copy(update={"prompt": "a hare"}),
+            reference=reference,
+        )
+        assert isinstance(first, Job) and isinstance(queued, Job)
+        assert queued.state == "queued_local"
+        # The first job ends; the slot frees where b looks first.
+        await a.mark_failed(first.id, "boom", "it broke")
+        await tracker_b.start_queued()
+        sent = await b.get_job(queued.id)
+        assert sent is not None and sent.state == "running" and sent.lease_owner == b.worker
+        assert not list((folder_b / "references").glob("*"))  # b never had the file
+        (made,) = [v for v in sim.videos.values() if v.prompt == "a hare"]
+        assert made.reference == image and made.reference_content_type == "image/png"

@@ -142,14 +142,9 @@ async def take_queued(
     )
     if int(working[0][0]) >= max_concurrent:
         return None
-    # A job with a reference image is sent by the process that keeps the image (its files are
-    # under that process's DATA_DIR), unless that process is gone.
+    # (A job's reference image is in the database too: any process can send it.)
     rows = await fetch_all(
-        conn,
-        "SELECT id FROM jobs WHERE state = 'queued_local' AND (has_reference = 0"
-        " OR lease_owner = ? OR lease_owner IS NULL OR lease_expires_at < ?)"
-        " ORDER BY id LIMIT 1",
-        (owner, now),
+        conn, "SELECT id FROM jobs WHERE state = 'queued_local' ORDER BY id LIMIT 1"
     )
     if not rows:
         return None

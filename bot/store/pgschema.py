@@ -253,4 +253,14 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX request_log_bucket ON request_log (bucket, at)",
     ),
+    # 11
+    (
+        """
+        CREATE TABLE job_references (
+            job_id       BIGINT PRIMARY KEY REFERENCES jobs (id),
+            content_type TEXT   NOT NULL,
+            data         BYTEA  NOT NULL
+        )
+        """,
+    ),
 )

@@ -315,6 +315,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX request_log_bucket ON request_log (bucket, at)",
     ),
+    # 11: on a database several processes share, a job's reference image is kept in it too, so
+    # the process that sends the job need not be the one that took the request (a queued job
+    # started where a slot frees; a job taken over from a process that died). Until it is sent.
+    (
+        """
+        CREATE TABLE job_references (
+            job_id       INTEGER PRIMARY KEY REFERENCES jobs (id),
+            content_type TEXT    NOT NULL,
+            data         BLOB    NOT NULL
+        )
+        """,
+    ),
 )
 
 

@@ -24,14 +24,18 @@ from bot.store.jobstore import JobWrites
 from bot.store.leasestore import Leases
 from bot.store.ratestore import RequestLog
 from bot.store.readstore import Reads
+from bot.store.referencestore import References
 from bot.store.timingstore import Timings
 from bot.store.valuestore import Values
 
 
-class Store(JobWrites, DeliveryWrites, Reads, Values, Intakes, Timings, RequestLog, Leases):
+class Store(
+    JobWrites, DeliveryWrites, Reads, Values, Intakes, Timings, RequestLog, Leases, References
+):
     """Every operation the rest of the bot may perform on its database, in parts by what they
     touch: jobs and their transitions (jobstore.py), deliveries and settling (deliverystore.py),
     reads of jobs and money (readstore.py), settings, overrides and the audit (valuestore.py),
     acknowledged requests (intakestore.py), how long jobs took (timingstore.py), the
-    requests made to the video API (ratestore.py) and which process looks after which job
-    (leasestore.py). All share one database (base.py)."""
+    requests made to the video API (ratestore.py), which process looks after which job
+    (leasestore.py) and the reference images of jobs not yet sent (referencestore.py). All
+    share one database (base.py)."""
