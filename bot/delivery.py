@@ -204,6 +204,13 @@ class Deliverer:
             return
         if self.clock() < self._retention_end(job):
             return
+        if (
+            self.store.shared
+            and job.local_path
+            and not await asyncio.to_thread(Path(job.local_path).exists)
+        ):
+            # Kept in another process's data folder (another host): its sweep removes them.
+            return
         await asyncio.to_thread(self._cleanup, job.id)
         await self.store.set_local_path(job.id, None)
 

@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from bot.delivery import Deliverer
 from bot.store import Intake, Job, Store
+from bot.store.leases import Claimed
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ class LeaseKeeper:
         self.wake = wake
         self.sleep = sleep
         self._task: asyncio.Task[None] | None = None
+        self._carrying: asyncio.Task[Any] | None = None
+        # Jobs taken over and not yet resumed (the renewals add, the takeover work drains).
+        self._taken: list[Job] = []
 
     @property
     def period(self) -> float:
@@ -45,11 +50,23 @@ class LeaseKeeper:
         return self.store.lease_seconds / 3
 
     async def claim_now(self) -> None:
-        """Renew, take what is free, and carry on with what was taken."""
+        """Renew, take what is free, and carry on with what was taken (at start: before the
+        tracker begins, so this waits for that work)."""
+        self._taken.extend((await self._renew()).taken)
+        await self._carry_on()
+
+    async def _renew(self) -> Claimed:
         claimed = await self.store.claim_leases()
         if claimed.taken:
             log.info("took over %d job(s) no live process was looking after", len(claimed.taken))
-            await self.deliverer.resume(_finished(claimed.taken))
+        return claimed
+
+    async def _carry_on(self) -> None:
+        """Resume what was taken over (until nothing more is waiting), answer the requests a
+        dead process left, forget the images of jobs sent."""
+        while self._taken:
+            taken, self._taken = self._taken, []
+            await self.deliverer.resume(_finished(taken))
             self.wake()
         for intake in await self.store.claim_orphan_intakes():
             await self._answer(intake)
@@ -91,10 +108,16 @@ class LeaseKeeper:
         while True:
             await self.sleep(self.period)
             try:
-                await self.claim_now()
+                self._taken.extend((await self._renew()).taken)
             except Exception:
                 # The next renewal comes a third of a lease later; two may fail in a row.
                 log.exception("could not renew this process's leases")
+                continue
+            # What follows a takeover (looking for results in channels, answering requests)
+            # may wait on Discord: never in the way of the next renewal, or this live process
+            # would lose its own jobs to another.
+            if self._carrying is None or self._carrying.done():
+                self._carrying = self.deliverer.tasks.spawn(self._carry_on(), name="takeover")
 
 
 def _finished(jobs: Sequence[Job]) -> list[Job]:

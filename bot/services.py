@@ -28,7 +28,7 @@ from bot.deletion import VideoDeleter
 from bot.delivery import Deliverer, DeliverySink
 from bot.discovery import choose_catalog
 from bot.durations import Durations, backend_key
-from bot.files import make_private_tree, only_process
+from bot.files import make_private_tree, only_process, private_dir
 from bot.leases import LeaseKeeper
 from bot.memory import MemoryReleaser
 from bot.quota import QuotaPolicy
@@ -100,7 +100,12 @@ async def open_services(settings: Settings, sink: DeliverySink) -> AsyncIterator
         sqlite_file = sqlite_path(target)
         if sqlite_file is not None:
             # A SQLite file is one process's: a second would track and deliver the same jobs.
-            stack.enter_context(only_process(sqlite_file.parent))
+            # Its data folder too: another bot's job ids (its own file's) would name the same
+            # media files.
+            stack.enter_context(only_process(data_dir))
+            folder = await asyncio.to_thread(private_dir, sqlite_file.parent)
+            if not await asyncio.to_thread(folder.samefile, data_dir):
+                stack.enter_context(only_process(folder))
         store = await Store.open(target)
         store.lease_seconds = settings.job_lease_seconds
         stack.push_async_callback(store.close)

@@ -10,6 +10,7 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from PIL import Image
@@ -19,13 +20,18 @@ from bot.api.client import VideosClient
 from bot.api.config import ClientConfig
 from bot.api.models import CreateVideo, ReferenceImage
 from bot.catalog_files import load_catalog
+from bot.delivery import Deliverer
+from bot.leases import LeaseKeeper
 from bot.quota import QuotaDefaults, QuotaPolicy
 from bot.sender import Sender
 from bot.sim import SimConfig, SimServer
 from bot.store import Intake, Job, NewJob, Store
+from bot.store.db import fetch_all
+from bot.store.pg import POOL_SIZE, WRITE_LOCK
 from bot.submit import JobService, Origin
 from bot.tracker import Tracker
 from tests.clock import Clock
+from tests.sinks import QuietSink
 
 LEASE = 30.0
 KEY = "sk-sim-test"
@@ -286,3 +292,99 @@ async def test_a_queued_job_with_a_reference_is_sent_by_another_process_with_its
         assert not list((folder_b / "references").glob("*"))  # b never had the file
         (made,) = [v for v in sim.videos.values() if v.prompt == "a hare"]
         assert made.reference == image and made.reference_content_type == "image/png"
+
+
+class BlockedSink(QuietSink):
+    """A sink whose answers to lost requests never return while `blocked` is set."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def answer_unrecorded(self, intake: Intake) -> bool:
+        self.entered.set()
+        await self.release.wait()
+        return True
+
+
+async def test_renewals_go_on_while_the_takeover_work_waits_on_discord(
+    two: tuple[Store, Store], clock: Clock, tmp_path: Path
+) -> None:
+    """Answering a dead process's requests may wait on Discord for a minute: the live process
+    must keep renewing meanwhile, or it would lose its own jobs to another."""
+    a, b = two
+    mine = await b.insert_job(new_job(1))
+    await a.record_intake(intake(clock, 41))
+    clock.now += LEASE + 1  # a died; its request is an orphan now
+    sink = BlockedSink()
+    async with httpx.AsyncClient() as http:
+        client = VideosClient(
+            http, ClientConfig(base_url="http://127.0.0.1:9", api_key=SecretStr(KEY))
+        )
+        deliverer = Deliverer(b, client, sink, tmp_path, clock=clock)
+        renewed = asyncio.Event()
+
+        async def sleep(seconds: float) -> None:
+            clock.now += seconds
+            renewed.set()
+            await asyncio.sleep(0.01)
+
+        keeper = LeaseKeeper(b, deliverer, wake=lambda: None, sleep=sleep)
+        keeper.start()
+        try:
+            await asyncio.wait_for(sink.entered.wait(), 10)  # the takeover work is stuck
+            start = clock.now
+            # Three more lease periods go by with the answer still hanging.
+            while clock.now < start + 3 * LEASE:
+                renewed.clear()
+                await asyncio.wait_for(renewed.wait(), 10)
+            fresh = await b.get_job(mine.id)
+            assert fresh is not None and b.looks_after(fresh)
+            assert (await a.claim_leases()).mine == set()  # nothing of b's was free to take
+        finally:
+            sink.release.set()
+            await keeper.stop()
+            await deliverer.tasks.cancel_all()
+
+
+async def test_a_write_waiting_for_another_process_leaves_reads_and_requests_alone(
+    two: tuple[Store, Store], pg_url: str, clock: Clock
+) -> None:
+    """Another process holds the write lock: this process's writes wait (one of them on the
+    lock, the rest for their turn), and its reads and request records still go through."""
+    a, _ = two
+    job = await a.insert_job(new_job(1))
+    holder = await asyncpg.connect(pg_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+        writes = [asyncio.create_task(a.set_meta(f"k{n}", "v")) for n in range(POOL_SIZE + 5)]
+        await asyncio.sleep(0.2)
+        assert not any(w.done() for w in writes)
+        assert await asyncio.wait_for(a.get_job(job.id), 5) is not None
+        await asyncio.wait_for(a.record_intake(intake(clock, 51)), 5)
+        await held.rollback()
+        await asyncio.wait_for(asyncio.gather(*writes), 10)
+    finally:
+        await holder.close()
+
+
+async def test_the_servers_end_a_stuck_sessions_hold(two: tuple[Store, Store]) -> None:
+    """A frozen process inside a transaction would hold the write lock for every process:
+    the pool's sessions ask the server to end such a session and to notice a vanished host."""
+    a, _ = two
+    async with a._db.reading() as conn:
+        rows = await fetch_all(conn, "SHOW idle_in_transaction_session_timeout")
+        assert rows[0][0] == "30s"
+        rows = await fetch_all(conn, "SHOW lock_timeout")
+        assert rows[0][0] == "1min"
+
+
+async def test_one_interaction_twice_in_a_batch_fails_no_request(
+    two: tuple[Store, Store], clock: Clock
+) -> None:
+    a, _ = two
+    first, again, other = intake(clock, 61), intake(clock, 61), intake(clock, 62)
+    await asyncio.gather(*(a.record_intake(i) for i in (first, again, other)))
+    assert {i.interaction_id for i in await a.unrecorded_intakes()} == {61, 62}

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from bot.api.models import CreateVideo
 from bot.delivery import Result
+from bot.files import DataFolderBusy, only_process
 from bot.media import MediaFiles
 from bot.services import SIMULATOR_KEY, Services, open_services
 from bot.settings import Settings
@@ -199,3 +200,18 @@ async def test_a_second_process_on_the_same_data_folder_is_refused(tmp_path: Pat
         )
     assert held.stdout.startswith("another bot process is using"), held.stdout
     assert after.stdout.strip() == "free"
+
+
+async def test_a_sqlite_file_elsewhere_still_holds_the_data_folder(tmp_path: Path) -> None:
+    """Two bots with their own SQLite files but one DATA_DIR would both number jobs from 1
+    and write the same media files: the data folder is held too."""
+    data_dir = tmp_path / "data"
+    elsewhere = tmp_path / "db" / "bot.sqlite3"
+    async with SimServer(SimConfig(api_key=KEY)) as url:
+        values = settings(data_dir, url, database_url=SecretStr(f"sqlite:///{elsewhere}"))
+        async with open_services(values, Sink()) as services:
+            assert not services.store.shared
+            assert elsewhere.exists()
+            for folder in (data_dir, elsewhere.parent):
+                with pytest.raises(DataFolderBusy), only_process(folder):
+                    pass

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import socket
@@ -45,6 +46,9 @@ class StoreBase:
         # per start, so a restarted process never mistakes a dead one's leases for its own.
         self.worker = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         self.lease_seconds = DEFAULT_LEASE_SECONDS
+        # Until when this process's leases last, as of its last renewal: past it (renewals
+        # failing, or held up) another process may have taken its jobs, so it acts on none.
+        self.held_until = math.inf
 
     @classmethod
     async def open(
@@ -67,14 +71,19 @@ class StoreBase:
             raise
         return cls(Database(conn), clock)
 
+    def lease_until(self, now: float) -> float:
+        return now + self.lease_seconds
+
     def _new_lease(self, now: float) -> tuple[str, float]:
         """A new job or request is this process's from the start."""
-        return (self.worker, now + self.lease_seconds)
+        return (self.worker, self.lease_until(now))
 
     def looks_after(self, job: Job) -> bool:
         """Whether this process looks after `job`: on SQLite (one process) every job; on a
-        shared database the jobs it holds the lease of (see leases.py)."""
-        return not self.shared or job.lease_owner == self.worker
+        shared database the jobs it holds the lease of (see leases.py), while its leases last."""
+        if not self.shared:
+            return True
+        return job.lease_owner == self.worker and self.clock() < self.held_until
 
     @property
     def shared(self) -> bool:

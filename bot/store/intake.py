@@ -28,6 +28,9 @@ async def record(
 ) -> None:
     """Insert `intakes` with one statement per ROWS_PER_STATEMENT rows; outside a transaction
     each statement commits on its own (a burst's intakes share one commit)."""
+    # One row per interaction, the newest: PostgreSQL refuses a statement that would upsert
+    # one row twice, and the batch's other requests would fail with it.
+    intakes = list({i.interaction_id: i for i in intakes}.values())
     for start in range(0, len(intakes), ROWS_PER_STATEMENT):
         chunk = intakes[start : start + ROWS_PER_STATEMENT]
         values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)

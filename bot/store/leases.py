@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.store.db import Conn, dialect, execute, fetch_all
-from bot.store.intake import to_intake
+from bot.store.intake import drop_recorded, to_intake
 from bot.store.jobs import ACTIVE, to_job
 from bot.store.records import Intake, Job
 
@@ -83,11 +83,7 @@ async def orphan_intakes(
 ) -> list[Intake]:
     """Take the requests another process acknowledged and left (its leases expired) before
     they became jobs, so their members can be told; those that became jobs are forgotten."""
-    await execute(
-        conn,
-        "DELETE FROM intake"
-        " WHERE EXISTS (SELECT 1 FROM jobs AS j WHERE j.interaction_id = intake.interaction_id)",
-    )
+    await drop_recorded(conn)
     params: tuple[object, ...] = () if steal else (owner, now)
     # A request still being handled by this process is not an orphan.
     mine = "lease_owner IS DISTINCT FROM ?"
@@ -115,7 +111,10 @@ async def release(conn: Conn, owner: str) -> int:
     released = await execute(
         conn,
         "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL"  # noqa: S608 (a constant)
-        f" WHERE lease_owner = ? AND {NEEDS_CARE}",
+        f" WHERE lease_owner = ? AND {NEEDS_CARE}"
+        # A create sent may still be on its way from a request being answered: that job passes
+        # on when its lease expires, not at once.
+        " AND NOT (state = 'creating' AND create_attempted_at IS NOT NULL)",
         (owner,),
     )
     await execute(

@@ -11,17 +11,15 @@ from bot.store.records import Intake, Job
 class Leases(StoreBase):
     """Claiming, renewing and handing back this process's jobs (its `worker` id)."""
 
-    def lease_until(self, now: float) -> float:
-        return now + self.lease_seconds
-
     async def claim_leases(self) -> Claimed:
         """Renew this process's leases and take the jobs no live process holds. On SQLite (one
         process per data folder) every job is taken at once: whoever held it has stopped."""
         now = self.clock()
+        until = self.lease_until(now)
         async with self._db.claiming() as conn:
-            return await leases.claim(
-                conn, self.worker, now, self.lease_until(now), steal=not self.shared
-            )
+            claimed = await leases.claim(conn, self.worker, now, until, steal=not self.shared)
+        self.held_until = until
+        return claimed
 
     async def claim_orphan_intakes(self) -> list[Intake]:
         """Requests acknowledged by a process that stopped before they became jobs; each is now

@@ -11,6 +11,7 @@ wait on each other."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -28,6 +29,19 @@ log = logging.getLogger(__name__)
 WRITE_LOCK = 0x76_69_64_65_6F_62_6F_74  # "videobot"
 MIGRATION_LOCK = WRITE_LOCK + 1
 POOL_SIZE = 10
+# What the server does about a process that stops answering inside a transaction (frozen,
+# paused, its host cut off): it would hold the write lock, and every process's writes with it.
+# The server ends such a session after IDLE_IN_TRANSACTION, and notices a vanished client by TCP
+# keepalives within about half a minute; a write waiting for the lock longer than LOCK_WAIT
+# fails (an error for that one operation) instead of hanging. The store's transactions run only
+# statements, so none is ever idle for seconds on its own.
+SERVER_SETTINGS = {
+    "idle_in_transaction_session_timeout": "30s",
+    "lock_timeout": "60s",
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
 
 
 def redacted(url: str) -> str:
@@ -44,6 +58,10 @@ class PgDatabase:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        # One transaction of this process at a time waits for the write lock: the others wait
+        # here, not on pool connections, so reads and the requests' single writes always find
+        # one free.
+        self._write_turn = asyncio.Lock()
 
     @property
     def shared(self) -> bool:
@@ -52,7 +70,9 @@ class PgDatabase:
     @classmethod
     async def open(cls, url: str, *, pool_size: int = POOL_SIZE) -> PgDatabase:
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=pool_size, server_settings=SERVER_SETTINGS
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             raise ConnectionError(f"cannot reach PostgreSQL at {redacted(url)}: {exc}") from None
         db = cls(pool)
@@ -66,7 +86,7 @@ class PgDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgConn]:
         """BEGIN, the write lock, the caller's statements, COMMIT; ROLLBACK on any exception."""
-        async with self.pool.acquire() as raw, raw.transaction():
+        async with self._write_turn, self.pool.acquire() as raw, raw.transaction():
             await raw.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
             yield PgConn(raw)
 

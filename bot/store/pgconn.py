@@ -48,8 +48,6 @@ def _count(status: str) -> int:
 class PgConn:
     """A pool connection lent to one transaction or one read."""
 
-    dialect = "postgresql"
-
     def __init__(self, raw: asyncpg.Connection) -> None:
         self.raw = raw
 

@@ -262,5 +262,9 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data         BYTEA  NOT NULL
         )
         """,
+        """
+        CREATE INDEX jobs_interaction ON jobs (interaction_id)
+        WHERE interaction_id IS NOT NULL
+        """,
     ),
 )

@@ -326,6 +326,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data         BLOB    NOT NULL
         )
         """,
+        # Forgetting the requests that became jobs (each lease renewal) looks jobs up by it.
+        """
+        CREATE INDEX jobs_interaction ON jobs (interaction_id)
+        WHERE interaction_id IS NOT NULL
+        """,
     ),
 )
 
